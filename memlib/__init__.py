@@ -1,0 +1,7 @@
+"""memlib: the thin library behind the book (data -> models -> train -> cache -> analysis -> plots -> widgets)."""
+from .cache import run, run_many
+from .config import RunConfig
+from .train import METRICS, RunResult, train
+
+__all__ = ["RunConfig", "RunResult", "METRICS", "train", "run", "run_many"]
+__version__ = "0.1.0"

@@ -1,0 +1,6 @@
+"""python -m memlib"""
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,110 @@
+"""Runs on disk, keyed by config and code version; .npz files (no pickle), atomic writes."""
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .config import RunConfig
+from .data import atomic_write, cache_dir
+from .train import RunResult, train
+
+# Modules whose code changes what a run produces; their source is hashed into every key.
+_RESULT_MODULES = ("config", "data", "models", "rng", "train")
+FORMAT = 1
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """Hash of the source of the modules that determine a run's results."""
+    h = hashlib.sha256(f"format{FORMAT}".encode())
+    here = Path(__file__).parent
+    for name in _RESULT_MODULES:
+        h.update((here / f"{name}.py").read_bytes())
+    return h.hexdigest()[:12]
+
+
+def run_path(cfg: RunConfig) -> Path:
+    """Where the cached run for cfg lives."""
+    return cache_dir() / "runs" / f"{cfg.key()}-{code_version()}.npz"
+
+
+def to_arrays(res: RunResult) -> dict[str, np.ndarray]:
+    """Flatten a RunResult to named arrays (config and meta as JSON bytes)."""
+    out = {
+        "config_json": np.frombuffer(json.dumps(res.config.key_dict(), sort_keys=True).encode(), np.uint8),
+        "meta_json": np.frombuffer(json.dumps({**res.meta, "seconds": res.seconds}).encode(), np.uint8),
+    }
+    for name in ("grad_w", "grad_b", "batch_loss", "step_epoch", "rep_epochs", "probe_idx", "train_idx",
+                 "labels", "true_labels", "corrupted"):
+        out[name] = getattr(res, name)
+    out.update({f"history/{k}": v for k, v in res.history.items()})
+    out.update({f"reps/{k}": v for k, v in res.reps.items()})
+    out.update({f"weights/{k}": v for k, v in res.weights.items()})
+    return out
+
+
+def from_arrays(arrays: dict[str, np.ndarray], cfg: RunConfig) -> RunResult:
+    """Rebuild a RunResult from to_arrays output."""
+    stored = json.loads(arrays["config_json"].tobytes())
+    if stored != cfg.key_dict():
+        raise ValueError("stored config does not match the requested one")
+    meta = json.loads(arrays["meta_json"].tobytes())
+
+    def group(prefix):
+        return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+
+    return RunResult(
+        config=cfg, history=group("history/"), reps=group("reps/"), weights=group("weights/"),
+        **{k: arrays[k] for k in ("grad_w", "grad_b", "batch_loss", "step_epoch", "rep_epochs", "probe_idx",
+                                  "train_idx", "labels", "true_labels", "corrupted")},
+        seconds=float(meta.pop("seconds", 0.0)), cached=True, meta=meta,
+    )
+
+
+def save(res: RunResult, path: Path | None = None) -> Path:
+    """Write a run atomically (compressed .npz)."""
+    path = path or run_path(res.config)
+    arrays = to_arrays(res)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write(path, lambda f: f.write(buf.getbuffer()))
+    return path
+
+
+def load(cfg: RunConfig, path: Path | None = None) -> RunResult:
+    """Read a cached run; raises on a missing or damaged file."""
+    path = path or run_path(cfg)
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}  # reading every member checks its CRC
+    return from_arrays(arrays, cfg)
+
+
+def run(cfg: RunConfig, *, cache: bool = True, source: str | None = None) -> RunResult:
+    """The door every chapter, widget and command uses: the cached run for cfg, trained if needed."""
+    if not cache or source is not None:
+        return train(cfg, source)
+    path = run_path(cfg)
+    if path.exists():
+        try:
+            return load(cfg, path)
+        except Exception as err:
+            warnings.warn(f"cached run {path.name} is damaged ({type(err).__name__}: {err}); retraining it", stacklevel=2)
+    res = train(cfg)
+    save(res, path)
+    return res
+
+
+def run_many(cfgs, **kw) -> list[RunResult]:
+    """run() for each config, in order."""
+    return [run(c, **kw) for c in cfgs]
+
+
+def is_cached(cfg: RunConfig) -> bool:
+    """True when a run for cfg is on disk (it may still prove damaged on load)."""
+    return run_path(cfg).exists()

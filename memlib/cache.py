@@ -1,6 +1,8 @@
 """Runs on disk, keyed by config and code version; .npz files (no pickle), atomic writes."""
 from __future__ import annotations
 
+import dataclasses
+import fcntl
 import functools
 import hashlib
 import io
@@ -91,18 +93,57 @@ def run(cfg: RunConfig, *, cache: bool = True, source: str | None = None) -> Run
         return train(cfg, source)
     path = run_path(cfg)
     if path.exists():
-        try:
-            return load(cfg, path)
-        except Exception as err:
-            warnings.warn(f"cached run {path.name} is damaged ({type(err).__name__}: {err}); retraining it", stacklevel=2)
-    res = train(cfg)
-    save(res, path)
+        got = _try_load(cfg, path)
+        if got is not None:
+            return got
+    with _locked(path):  # another process may be training the same config: wait for it
+        if path.exists():
+            got = _try_load(cfg, path)
+            if got is not None:
+                return got
+        res = train(cfg)
+        save(res, path)
     return res
+
+
+def _try_load(cfg: RunConfig, path: Path) -> RunResult | None:
+    try:
+        return load(cfg, path)
+    except Exception as err:
+        warnings.warn(f"cached run {path.name} is damaged ({type(err).__name__}: {err}); retraining it", stacklevel=3)
+        path.unlink(missing_ok=True)
+        return None
+
+
+class _locked:
+    """An exclusive advisory lock on path + '.lock' (released on exit)."""
+
+    def __init__(self, path: Path):
+        self.lock = path.with_name(path.name + ".lock")
+
+    def __enter__(self):
+        self.lock.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = open(self.lock, "w")
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        self.fd.close()
 
 
 def run_many(cfgs, **kw) -> list[RunResult]:
     """run() for each config, in order."""
     return [run(c, **kw) for c in cfgs]
+
+
+def sweep(base: RunConfig, field: str, values, seeds, **kw) -> dict:
+    """{value: [run for each seed]} for base with `field` set to each value."""
+    return {v: run_many([dataclasses.replace(base, **{field: v}, seed=s) for s in seeds], **kw) for v in values}
+
+
+def seeds_of(base: RunConfig, seeds, **kw) -> list[RunResult]:
+    """The runs of base for each seed."""
+    return run_many([dataclasses.replace(base, seed=s) for s in seeds], **kw)
 
 
 def is_cached(cfg: RunConfig) -> bool:

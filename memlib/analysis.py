@@ -1,0 +1,170 @@
+"""Numbers from runs: gradient statistics, representation drift (cosine, linear CKA), rank correlation, seed spread."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .train import RunResult
+
+
+# ---------------------------------------------------------------- gradients
+
+
+def epoch_grad_stats(res: RunResult, param: str = "w") -> tuple[np.ndarray, np.ndarray]:
+    """Per-epoch mean and variance over mini-batches of each layer's gradient norm: ([E, L], [E, L])."""
+    g = _grads(res, param)  # [steps, L]
+    e = res.step_epoch - 1  # [steps] 0-based epoch
+    n_ep = res.config.epochs
+    counts = np.bincount(e, minlength=n_ep)[:, None]  # [E, 1]
+    mean = np.zeros((n_ep, g.shape[1]))
+    np.add.at(mean, e, g)
+    mean /= counts
+    var = np.zeros_like(mean)
+    np.add.at(var, e, (g - mean[e]) ** 2)
+    var /= np.maximum(counts - 1, 1)  # sample variance within the epoch
+    return mean, var
+
+
+def layer_grad_summary(res: RunResult, param: str = "w") -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance of each layer's per-batch gradient norm over the whole run: ([L], [L])."""
+    g = _grads(res, param)
+    return g.mean(0), g.var(0, ddof=1) if len(g) > 1 else np.zeros(g.shape[1])
+
+
+def _grads(res: RunResult, param: str) -> np.ndarray:
+    if param not in ("w", "b"):
+        raise ValueError(f"param={param!r} is not allowed: 'w' (weights) or 'b' (biases)")
+    return np.asarray(res.grad_w if param == "w" else res.grad_b, dtype=np.float64)
+
+
+# ---------------------------------------------------------------- representations
+
+
+def _rep(res: RunResult, layer: int | str) -> np.ndarray:
+    name = layer if isinstance(layer, str) else f"hidden{layer}"
+    if name not in res.reps:
+        raise ValueError(f"layer={layer!r} is not allowed: recorded layers are {sorted(res.reps)}")
+    return np.asarray(res.reps[name], dtype=np.float64)  # [C, P, width]
+
+
+def cosine_similarity_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine similarity of matching rows of a and b [P, D] -> [P]; a zero row gives 0."""
+    num = np.einsum("pd,pd->p", a, b)
+    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+
+
+def cosine_drift(res: RunResult, layer: int | str) -> np.ndarray:
+    """Mean cosine similarity of each probe point's representation to its own at initialization, per checkpoint [C]."""
+    r = _rep(res, layer)
+    return np.array([cosine_similarity_rows(r[c], r[0]).mean() for c in range(len(r))])
+
+
+def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
+    """Linear CKA (Kornblith et al., 2019) between two representations of the same points x [P, D1], y [P, D2]."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if x.ndim != 2 or y.ndim != 2 or len(x) != len(y):
+        raise ValueError(f"x {x.shape} and y {y.shape}: expected 2-D arrays with the same number of rows")
+    x = x - x.mean(0)
+    y = y - y.mean(0)
+    # ||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F), computed with the smaller of the two Gram forms
+    cross = np.linalg.norm(y.T @ x) ** 2
+    den = np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y)
+    return float(cross / den) if den > 0 else 0.0
+
+
+def cka_drift(res: RunResult, layer: int | str) -> np.ndarray:
+    """Linear CKA of each checkpoint's probe representation with the one at initialization [C]."""
+    r = _rep(res, layer)
+    return np.array([linear_cka(r[c], r[0]) for c in range(len(r))])
+
+
+# ---------------------------------------------------------------- statistics over seeds
+
+
+def rankdata(a: np.ndarray) -> np.ndarray:
+    """Ranks starting at 1, ties given their average rank."""
+    a = np.asarray(a, dtype=np.float64)
+    order = np.argsort(a, kind="mergesort")
+    ranks = np.empty(len(a))
+    ranks[order] = np.arange(1, len(a) + 1)
+    for v in np.unique(a):
+        tie = a == v
+        if tie.sum() > 1:
+            ranks[tie] = ranks[tie].mean()
+    return ranks
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation of two equally long sequences (nan when either is constant)."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
+        raise ValueError(f"shapes {a.shape} and {b.shape}: expected two 1-D sequences of the same length >= 2")
+    ra, rb = rankdata(a), rankdata(b)
+    ra -= ra.mean()
+    rb -= rb.mean()
+    den = np.sqrt((ra**2).sum() * (rb**2).sum())
+    return float((ra * rb).sum() / den) if den > 0 else float("nan")
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Mean, minimum and maximum over seeds of an array (any shape after the seed axis)."""
+
+    mean: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    n: int
+
+    def fmt(self, digits: int = 3, index=()) -> str:
+        """'mean [min, max]' of one element, for prose and verdicts."""
+        m, lo, hi = (float(np.asarray(v)[index]) for v in (self.mean, self.lo, self.hi))
+        return f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]" if self.n > 1 else f"{m:.{digits}f}"
+
+
+def spread(values) -> Spread:
+    """Seed spread of a list of same-shaped arrays (one per seed)."""
+    v = np.asarray([np.asarray(x, dtype=np.float64) for x in values])
+    if len(v) == 0:
+        raise ValueError("spread() needs at least one value")
+    return Spread(v.mean(0), v.min(0), v.max(0), len(v))
+
+
+def by_seed(results: list[RunResult], fn) -> Spread:
+    """Apply fn to each run (one per seed) and summarize the spread."""
+    return spread([fn(r) for r in results])
+
+
+# ---------------------------------------------------------------- verdicts
+
+OUTCOMES = ("supported", "partly supported", "not supported at this scale")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A claim, the rule applied to this run's numbers, whether it held in each seed, and the deciding numbers."""
+
+    claim: str
+    rule: str
+    holds: tuple[bool, ...]  # one per seed (or per independent check)
+    numbers: tuple[tuple[str, str], ...]  # (label, formatted value) pairs that decided it
+    note: str = ""  # where the rule or scale differs from the study's
+
+    @property
+    def outcome(self) -> str:
+        """'supported' if the rule held everywhere, 'partly supported' if somewhere, else 'not supported at this scale'."""
+        if self.holds and all(self.holds):
+            return OUTCOMES[0]
+        return OUTCOMES[1] if any(self.holds) else OUTCOMES[2]
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (the evidence map reads this)."""
+        return {"claim": self.claim, "rule": self.rule, "holds": [bool(h) for h in self.holds],
+                "numbers": dict(self.numbers), "note": self.note, "outcome": self.outcome}
+
+
+def verdict(claim: str, rule: str, holds, numbers: dict, note: str = "") -> Verdict:
+    """Build a Verdict from per-seed booleans and a {label: formatted value} mapping."""
+    return Verdict(claim, rule, tuple(bool(h) for h in holds), tuple((k, str(v)) for k, v in numbers.items()), note)

@@ -1,0 +1,40 @@
+"""The book's three scales: quick (CI, seconds), standard (the default book), full (the study's scale)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import RunConfig
+
+MODES = ("quick", "standard", "full")
+
+
+@dataclass(frozen=True)
+class Scale:
+    """What a mode changes in every chapter's runs."""
+
+    n_train: int
+    epochs: int
+    seeds: tuple[int, ...]
+    eval_size: int
+    probe_size: int
+
+
+SCALES = {
+    "quick": Scale(n_train=1_000, epochs=4, seeds=(0,), eval_size=1_000, probe_size=200),
+    "standard": Scale(n_train=5_000, epochs=20, seeds=(0, 1, 2), eval_size=5_000, probe_size=1_000),
+    "full": Scale(n_train=50_000, epochs=15, seeds=(0, 1, 2), eval_size=10_000, probe_size=2_000),
+}
+
+
+def scale(mode: str) -> Scale:
+    """The Scale for a mode name."""
+    if mode not in SCALES:
+        raise ValueError(f"mode={mode!r} is not allowed: one of {', '.join(MODES)}")
+    return SCALES[mode]
+
+
+def base_config(mode: str, **fields) -> RunConfig:
+    """A RunConfig at the mode's scale (seed 0), with the given fields set."""
+    s = scale(mode)
+    sized = dict(n_train=s.n_train, epochs=s.epochs, eval_size=s.eval_size, probe_size=s.probe_size)
+    return RunConfig(**{**sized, **fields})

@@ -1,0 +1,215 @@
+"""Figures: functions take results and an Axes, draw, and return the Figure. They never train or show."""
+from __future__ import annotations
+
+import functools
+
+import matplotlib
+import numpy as np
+from matplotlib import ticker
+from matplotlib.figure import Figure
+
+from . import analysis as A
+from .models import layer_names
+from .train import RunResult
+
+# Okabe-Ito, a colour-blind-safe palette. One colour per condition across the whole book.
+OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
+CONDITION_COLORS = {
+    "noise": {0.0: "#0072B2", 0.2: "#E69F00", 0.4: "#D55E00", 0.6: "#CC79A7", 0.8: "#009E73", 1.0: "#000000"},
+    "depth": {1: "#56B4E9", 2: "#009E73", 4: "#0072B2", 8: "#D55E00", 16: "#CC79A7"},
+    "init": {"he": "#0072B2", "xavier": "#E69F00", "orthogonal": "#009E73"},
+    "optimizer": {"sgd": "#CC79A7", "momentum": "#56B4E9", "adam": "#0072B2"},
+    "width": {32: "#F0E442", 64: "#E69F00", 128: "#009E73", 256: "#0072B2", 512: "#D55E00", 1024: "#CC79A7"},
+    "param": {"w": "#0072B2", "b": "#E69F00"},
+}
+LABELS = {
+    "noise": lambda v: f"{v:.0%} noise",
+    "depth": lambda v: f"depth {v}",
+    "init": lambda v: {"he": "He", "xavier": "Xavier", "orthogonal": "orthogonal"}[v],
+    "optimizer": lambda v: {"sgd": "SGD", "momentum": "SGD + momentum", "adam": "Adam"}[v],
+    "width": lambda v: f"width {v}",
+}
+METRIC_LABELS = {
+    "loss": "training loss (cross-entropy)",
+    "train_acc": "training accuracy (given labels)",
+    "train_acc_clean": "accuracy, clean training examples",
+    "train_acc_corrupted_noisy": "accuracy, corrupted examples vs noisy label",
+    "train_acc_corrupted_true": "accuracy, corrupted examples vs true label",
+    "val_acc": "validation accuracy",
+    "test_acc": "test accuracy",
+    "shift_acc": "test accuracy, rotated images",
+}
+STYLE = {
+    "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3,
+    "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 8, "legend.frameon": False,
+    "xtick.labelsize": 9, "ytick.labelsize": 9, "lines.linewidth": 1.8, "figure.dpi": 100,
+    "savefig.dpi": 100, "font.size": 10,
+}
+
+
+def styled(fn):
+    """Run a plot function under the book's style, so every figure looks the same."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kw):
+        with matplotlib.rc_context(STYLE):
+            return fn(*args, **kw)
+    return wrapper
+
+
+def color(kind: str, value, i: int = 0) -> str:
+    """The book-wide colour of a condition (falls back to the palette by position)."""
+    return CONDITION_COLORS.get(kind, {}).get(value, OKABE_ITO[i % len(OKABE_ITO)])
+
+
+def label(kind: str, value) -> str:
+    """Legend label of a condition."""
+    return LABELS[kind](value) if kind in LABELS else f"{kind} {value}"
+
+
+def figure(ncols: int = 1, nrows: int = 1, width: float = 4.2, height: float = 3.2, **kw):
+    """A new styled Figure (not registered with pyplot) and its axes array."""
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
+        axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
+    return fig, axes.ravel()
+
+
+def band(ax, x, values, c, lab=None, ls="-", marker=None):
+    """Mean over seeds as a line, min-max over seeds as a band; values [S, T]."""
+    s = A.spread(values)
+    ax.plot(x, s.mean, color=c, label=lab, ls=ls, marker=marker, ms=3)
+    if s.n > 1:
+        ax.fill_between(x, s.lo, s.hi, color=c, alpha=0.2, lw=0)
+    return ax
+
+
+def _finish(ax, xlabel, ylabel, title=None, legend=True, log=False):
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    if log:
+        ax.set_yscale("log")
+        _plain_log_ticks(ax.yaxis)
+    if xlabel == "epoch":
+        ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+    if legend and ax.get_legend_handles_labels()[0]:
+        ax.legend()
+    return ax.figure
+
+
+def _plain_log_ticks(axis):
+    """Label a log axis with plain numbers (0.5, 1, 2) instead of powers of ten."""
+    axis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_minor_locator(ticker.LogLocator(base=10, subs="auto"))
+    axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(ticker.NullFormatter())
+
+
+def seeds_note(runs: list[RunResult]) -> str:
+    """'mean of 3 seeds, band = min-max' (or '1 seed')."""
+    return f"line = mean of {len(runs)} seeds, band = min–max" if len(runs) > 1 else "1 seed"
+
+
+# ---------------------------------------------------------------- gradients
+
+
+@styled
+def layer_grad_bars(runs: list[RunResult], ax, stat: str = "mean") -> Figure:
+    """Bars per layer of the run-wide mean (or variance) of weight and bias gradient norms; whiskers = seed min-max."""
+    names = layer_names(runs[0].config.depth)
+    x = np.arange(len(names))
+    for j, param in enumerate(("w", "b")):
+        vals = [A.layer_grad_summary(r, param)[0 if stat == "mean" else 1] for r in runs]
+        s = A.spread(vals)
+        err = np.vstack([s.mean - s.lo, s.hi - s.mean])
+        ax.bar(x + (j - 0.5) * 0.38, s.mean, 0.38, yerr=err if s.n > 1 else None, capsize=2,
+               color=color("param", param), label="weights" if param == "w" else "biases")
+    ax.set_xticks(x, names, rotation=30, ha="right")
+    what = "mean gradient norm (L2)" if stat == "mean" else "variance of gradient norm"
+    return _finish(ax, "layer", what + ", log scale", log=True)
+
+
+@styled
+def batch_grad_scatter(res: RunResult, ax, layers=None, param: str = "w", every: int = 1) -> Figure:
+    """Every mini-batch's gradient norm for chosen layers, against epoch (jittered within the epoch)."""
+    g = A._grads(res, param)
+    names = layer_names(res.config.depth)
+    layers = layers if layers is not None else [0, len(names) - 1]
+    steps = np.arange(len(g))
+    per_epoch = np.bincount(res.step_epoch)[1:].max()
+    x = res.step_epoch - 1 + (steps % per_epoch) / per_epoch  # epoch + fraction through it
+    for i, li in enumerate(layers):
+        ax.scatter(x[::every], g[::every, li], s=7, alpha=0.55, color=("#0072B2", "#D55E00", "#009E73")[i % 3], label=names[li], lw=0)
+    return _finish(ax, "epoch", f"{'weight' if param == 'w' else 'bias'} gradient norm (L2), log scale", log=True)
+
+
+@styled
+def epoch_grad_curves(groups: dict, kind: str, ax, layer: int = 0, stat: str = "mean", param: str = "w") -> Figure:
+    """Per-epoch mean (or within-epoch variance) of one layer's gradient norm, one band per condition."""
+    for i, (value, runs) in enumerate(groups.items()):
+        vals = [A.epoch_grad_stats(r, param)[0 if stat == "mean" else 1][:, layer] for r in runs]
+        x = np.arange(1, len(vals[0]) + 1)
+        band(ax, x, vals, color(kind, value, i), label(kind, value))
+    what = "mean" if stat == "mean" else "within-epoch variance of"
+    return _finish(ax, "epoch", f"{what} gradient norm, log scale", log=True)
+
+
+@styled
+def layer_epoch_curves(runs: list[RunResult], ax, stat: str = "mean", param: str = "w") -> Figure:
+    """Per-epoch gradient statistic for every layer of one condition (colour = position in the network)."""
+    names = layer_names(runs[0].config.depth)
+    cmap = matplotlib.colormaps["viridis"]
+    for li, name in enumerate(names):
+        vals = [A.epoch_grad_stats(r, param)[0 if stat == "mean" else 1][:, li] for r in runs]
+        band(ax, np.arange(1, len(vals[0]) + 1), vals, cmap(li / max(1, len(names) - 1)), name)
+    what = "mean" if stat == "mean" else "within-epoch variance of"
+    return _finish(ax, "epoch", f"{what} gradient norm, log scale", log=True)
+
+
+# ---------------------------------------------------------------- accuracies and representations
+
+
+@styled
+def metric_curves(groups: dict, kind: str, ax, metric: str = "test_acc", ls: str = "-", log: bool = False) -> Figure:
+    """One metric over epochs (0 = initialization), one band per condition; log=True for a log y axis."""
+    for i, (value, runs) in enumerate(groups.items()):
+        vals = [r.history[metric] for r in runs]
+        band(ax, np.arange(len(vals[0])), vals, color(kind, value, i), label(kind, value), ls=ls)
+    return _finish(ax, "epoch", METRIC_LABELS.get(metric, metric) + (", log scale" if log else ""), log=log)
+
+
+@styled
+def drift_curves(groups: dict, kind: str, ax, layer, measure: str = "cosine") -> Figure:
+    """Similarity of the probe representation to its initial state over epochs, one band per condition."""
+    fn = A.cosine_drift if measure == "cosine" else A.cka_drift
+    for i, (value, runs) in enumerate(groups.items()):
+        vals = [fn(r, layer) for r in runs]
+        band(ax, runs[0].rep_epochs, vals, color(kind, value, i), label(kind, value))
+    what = "mean cosine similarity to initialization" if measure == "cosine" else "linear CKA with initialization"
+    return _finish(ax, "epoch", what)
+
+
+@styled
+def final_vs_condition(groups: dict, kind: str, ax, metrics=("train_acc", "test_acc")) -> Figure:
+    """Final value of each metric against the condition value (mean and seed min-max)."""
+    values = list(groups)
+    x = np.arange(len(values))
+    for j, m in enumerate(metrics):
+        finals = [[r.final(m) for r in groups[v]] for v in values]  # [values][seeds]
+        means, lo, hi = (np.array([f(v) for v in finals]) for f in (np.mean, np.min, np.max))
+        ax.errorbar(x, means, yerr=np.vstack([means - lo, hi - means]), marker="o", capsize=3,
+                    color=OKABE_ITO[j], label=METRIC_LABELS.get(m, m))
+    ax.set_xticks(x, [str(v) for v in values])
+    return _finish(ax, kind, "accuracy (final epoch)")
+
+
+@styled
+def layer_profile(groups: dict, kind: str, ax, epoch: int = 1, param: str = "w") -> Figure:
+    """Mean gradient norm of every layer in one epoch (1-based), one line per condition: the gradient flow through depth."""
+    names = layer_names(next(iter(groups.values()))[0].config.depth)
+    x = np.arange(len(names))
+    for i, (value, runs) in enumerate(groups.items()):
+        band(ax, x, [A.epoch_grad_stats(r, param)[0][epoch - 1] for r in runs], color(kind, value, i), label(kind, value), marker="o")
+    ax.set_xticks(x, names, rotation=30, ha="right")
+    return _finish(ax, "layer", f"epoch-{epoch} mean gradient norm, log scale", log=True)

@@ -1,0 +1,72 @@
+"""What a chapter displays besides figures: the setup table and the computed verdict box."""
+from __future__ import annotations
+
+import html
+import json
+
+from .analysis import Verdict
+from .config import RunConfig
+from .modes import scale
+
+VERDICT_MIME = "application/vnd.memlib.verdict+json"  # read by the evidence map at build time
+_COLORS = {"supported": "#009E73", "partly supported": "#E69F00", "not supported at this scale": "#7f7f7f"}
+
+
+class VerdictBox:
+    """Displays a Verdict as a coloured box (HTML), plain text, and machine-readable JSON."""
+
+    def __init__(self, v: Verdict, chapter: str, mode: str):
+        self.v, self.chapter, self.mode = v, chapter, mode
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        v = self.v
+        data = {**v.to_dict(), "chapter": self.chapter, "mode": self.mode}
+        rows = "".join(f"<tr><td>{html.escape(k)}</td><td><code>{html.escape(val)}</code></td></tr>" for k, val in v.numbers)
+        note = f"<p><em>{html.escape(v.note)}</em></p>" if v.note else ""
+        c = _COLORS[v.outcome]
+        box = (
+            f'<div class="memlib-verdict" style="border-left:6px solid {c};padding:0.6em 1em;margin:1em 0;background:#f7f7f7">'
+            f'<p style="margin:0 0 0.4em 0"><strong>Verdict ({html.escape(self.mode)} mode): '
+            f'<span style="color:{c}">{v.outcome}</span></strong></p>'
+            f"<p><strong>Claim.</strong> {html.escape(v.claim)}</p>"
+            f"<p><strong>Rule.</strong> {html.escape(v.rule)} Held in {sum(v.holds)} of {len(v.holds)} checks.</p>"
+            f'<table class="memlib-numbers">{rows}</table>{note}</div>'
+        )
+        text = [f"Verdict ({self.mode}): {v.outcome}", f"Rule: {v.rule} Held in {sum(v.holds)} of {len(v.holds)} checks."]
+        text += [f"  {k}: {val}" for k, val in v.numbers]
+        return {"text/html": box, "text/plain": "\n".join(text), VERDICT_MIME: json.loads(json.dumps(data))}
+
+
+class Table:
+    """A small two-column table shown as HTML (and aligned text)."""
+
+    def __init__(self, rows: list[tuple[str, str]], head=("setting", "value")):
+        self.rows, self.head = rows, head
+
+    def _repr_html_(self):
+        body = "".join(f"<tr><td>{html.escape(a)}</td><td>{html.escape(b)}</td></tr>" for a, b in self.rows)
+        h = "".join(f"<th>{html.escape(x)}</th>" for x in self.head)
+        return f'<table class="memlib-table"><thead><tr>{h}</tr></thead><tbody>{body}</tbody></table>'
+
+    def __repr__(self):
+        w = max(len(a) for a, _ in self.rows)
+        return "\n".join(f"{a:<{w}}  {b}" for a, b in self.rows)
+
+
+def setup_table(cfg: RunConfig, mode: str, varied: str = "", **extra) -> Table:
+    """The chapter's setup: data size, architecture, optimizer, epochs, noise, seeds, mode."""
+    s = scale(mode)
+    rows = [
+        ("mode", f"{mode}"),
+        ("training images", f"{cfg.n_train:,} of 50,000 (drawn with the seed)"),
+        ("architecture", f"MLP, depth {cfg.depth} (hidden layers) x width {cfg.width}, ReLU, {cfg.init} init"),
+        ("optimizer", f"{cfg.optimizer}, learning rate {cfg.learning_rate:g}, batch {cfg.batch_size}"),
+        ("epochs", f"{cfg.epochs}"),
+        ("label noise", f"{cfg.noise:.0%} ({cfg.noise_kind})"),
+        ("evaluation", f"{cfg.eval_size:,} validation and {cfg.eval_size:,} test images; rotation shift +/-{cfg.shift_degrees:g} deg"),
+        ("seeds", ", ".join(map(str, s.seeds))),
+    ]
+    if varied:
+        rows.insert(2, ("varied", varied))
+    rows += [(k.replace("_", " "), str(v)) for k, v in extra.items()]
+    return Table(rows)

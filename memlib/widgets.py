@@ -1,0 +1,97 @@
+"""Explorers: sliders -> configs -> cached runs -> the chapter's own plot function, shown as an image."""
+from __future__ import annotations
+
+import dataclasses
+import io
+import threading
+from typing import Callable
+
+import ipywidgets as W
+
+from .cache import is_cached, run
+from .config import RunConfig
+from .plots import figure
+
+Draw = Callable  # draw(axes, runs: list[RunResult]) -> None, the same plot functions as the static cells
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def _control(field: str, values: list, value):
+    fmt = {"noise": lambda v: f"{v:.0%}"}.get(field, str)
+    return W.SelectionSlider(options=[(fmt(v), v) for v in values], value=value,
+                             description=field, continuous_update=False,
+                             style={"description_width": "80px"}, layout=W.Layout(width="360px"))
+
+
+class Explorer:
+    """A chapter's question as sliders; each change trains (or loads) runs off the main thread and redraws."""
+
+    def __init__(self, base: RunConfig, controls: dict[str, list], draw: Draw, seeds=(0,),
+                 ncols: int = 1, width: float = 4.2, height: float = 3.2):
+        for field, values in controls.items():
+            if getattr(base, field) not in values:
+                raise ValueError(f"control {field!r}: the base value {getattr(base, field)!r} is not among {values}")
+        self.base, self.draw, self.seeds = base, draw, tuple(seeds)
+        self.fig, self.axes = figure(ncols=ncols, width=width, height=height)
+        self.sliders = {f: _control(f, v, getattr(base, f)) for f, v in controls.items()}
+        self.status = W.HTML()
+        self.image = W.Image(format="png", layout=W.Layout(max_width=f"{int(100 * width * ncols)}px"))
+        self._gen = 0
+        self._lock = threading.Lock()
+        for s in self.sliders.values():
+            s.observe(self._changed, names="value")
+        self.widget = W.VBox([W.HBox(list(self.sliders.values()), layout=W.Layout(flex_flow="row wrap")),
+                              self.status, self.image])
+        self.update(background=False)
+
+    def configs(self) -> list[RunConfig]:
+        """The runs behind the current slider values (one per seed)."""
+        vals = {f: s.value for f, s in self.sliders.items()}
+        return [dataclasses.replace(self.base, **vals, seed=seed) for seed in self.seeds]
+
+    def set(self, **values) -> None:
+        """Set controls as a reader would, and wait for the figure (for headless execution)."""
+        for f, v in values.items():
+            self.sliders[f].unobserve(self._changed, names="value")
+            self.sliders[f].value = v
+            self.sliders[f].observe(self._changed, names="value")
+        self.update(background=False)
+
+    def _changed(self, _change) -> None:
+        self.update(background=True)
+
+    def update(self, background: bool = True) -> None:
+        """Redraw for the current values; cached runs are drawn at once, others are trained first."""
+        with self._lock:
+            self._gen += 1
+            gen = self._gen
+        cfgs = self.configs()
+        if all(is_cached(c) for c in cfgs) or not background:
+            self._render(gen, cfgs)
+            return
+        self.status.value = "<i>training…</i>"
+        threading.Thread(target=self._render, args=(gen, cfgs), daemon=True).start()
+
+    def _render(self, gen: int, cfgs: list[RunConfig]) -> None:
+        try:
+            runs = [run(c) for c in cfgs]
+        except Exception as err:  # show the problem where the reader looks
+            self.status.value = f"<b>error:</b> {type(err).__name__}: {err}"
+            return
+        if gen != self._gen:  # a newer slider value arrived meanwhile
+            return
+        for ax in self.axes:
+            ax.clear()
+        self.draw(self.axes, runs)
+        self.image.value = _png(self.fig)
+        self.status.value = ""
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)

@@ -81,6 +81,43 @@ def cka_drift(res: RunResult, layer: int | str) -> np.ndarray:
     return np.array([linear_cka(r[c], r[0]) for c in range(len(r))])
 
 
+def drift_speed(res: RunResult, layer: int | str, measure: str = "cosine") -> np.ndarray:
+    """How much similarity to initialization is lost in each epoch [E] (needs reps at every epoch)."""
+    if res.config.rep_epochs != "all":
+        raise ValueError(f"rep_epochs={res.config.rep_epochs!r}: drift per epoch needs rep_epochs='all'")
+    sim = cosine_drift(res, layer) if measure == "cosine" else cka_drift(res, layer)
+    return -np.diff(sim)
+
+
+def measure_agreement(groups: dict, lo, hi) -> list[dict]:
+    """Per hidden layer, final cosine and CKA similarity to init (means over seeds) at two conditions, and whether
+    both measures agree on which condition drifted further."""
+    depth = groups[lo][0].config.depth
+    rows = []
+    for k in range(1, depth + 1):
+        cos = {c: float(np.mean([cosine_drift(r, k)[-1] for r in groups[c]])) for c in (lo, hi)}
+        cka = {c: float(np.mean([cka_drift(r, k)[-1] for r in groups[c]])) for c in (lo, hi)}
+        rows.append({"layer": f"hidden{k}", "cos_lo": cos[lo], "cos_hi": cos[hi], "cka_lo": cka[lo], "cka_hi": cka[hi],
+                     "agree": (cos[hi] < cos[lo]) == (cka[hi] < cka[lo])})
+    return rows
+
+
+# ---------------------------------------------------------------- accuracies
+
+
+def first_epoch_reaching(res: RunResult, metric: str, level: float) -> float:
+    """First checkpoint (epoch) at which metric >= level; nan if never."""
+    hit = np.flatnonzero(np.asarray(res.history[metric]) >= level)
+    return float(hit[0]) if len(hit) else float("nan")
+
+
+def peak(res: RunResult, metric: str = "test_acc") -> tuple[int, float]:
+    """(epoch, value) of a metric's maximum over the checkpoints after initialization."""
+    h = np.asarray(res.history[metric])[1:]
+    i = int(np.nanargmax(h))
+    return i + 1, float(h[i])
+
+
 # ---------------------------------------------------------------- statistics over seeds
 
 

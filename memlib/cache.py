@@ -5,7 +5,6 @@ import dataclasses
 import fcntl
 import functools
 import hashlib
-import io
 import json
 import warnings
 from pathlib import Path
@@ -70,12 +69,10 @@ def from_arrays(arrays: dict[str, np.ndarray], cfg: RunConfig) -> RunResult:
 
 
 def save(res: RunResult, path: Path | None = None) -> Path:
-    """Write a run atomically (compressed .npz)."""
+    """Write a run atomically (.npz, uncompressed: loads fast for the explorers)."""
     path = path or run_path(res.config)
     arrays = to_arrays(res)
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    atomic_write(path, lambda f: f.write(buf.getbuffer()))
+    atomic_write(path, lambda f: np.savez(f, **arrays))
     return path
 
 

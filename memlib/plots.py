@@ -39,6 +39,8 @@ METRIC_LABELS = {
     "test_acc": "test accuracy",
     "shift_acc": "test accuracy, rotated images",
 }
+METRIC_COLORS = {"train_acc": "#0072B2", "test_acc": "#000000", "shift_acc": "#CC79A7", "val_acc": "#009E73",
+                 "train_acc_clean": "#0072B2", "train_acc_corrupted_noisy": "#D55E00", "train_acc_corrupted_true": "#D55E00"}
 STYLE = {
     "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3,
     "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 8, "legend.frameon": False,
@@ -213,3 +215,76 @@ def layer_profile(groups: dict, kind: str, ax, epoch: int = 1, param: str = "w")
         band(ax, x, [A.epoch_grad_stats(r, param)[0][epoch - 1] for r in runs], color(kind, value, i), label(kind, value), marker="o")
     ax.set_xticks(x, names, rotation=30, ha="right")
     return _finish(ax, "layer", f"epoch-{epoch} mean gradient norm, log scale", log=True)
+
+
+@styled
+def fit_decomposition(runs: list[RunResult], ax) -> Figure:
+    """How the training set is fitted over time: clean examples, corrupted ones (noisy and true labels), and the test set."""
+    x = np.arange(runs[0].config.epochs + 1)
+    parts = [("train_acc_clean", "#0072B2", "-"), ("train_acc_corrupted_noisy", "#D55E00", "-"),
+             ("train_acc_corrupted_true", "#D55E00", ":"), ("test_acc", "#000000", "--")]
+    for metric, c, ls in parts:
+        band(ax, x, [r.history[metric] for r in runs], c, METRIC_LABELS[metric], ls=ls)
+    ax.set_ylim(-0.02, 1.02)
+    return _finish(ax, "epoch", "accuracy")
+
+
+@styled
+def layer_similarity(groups: dict, kind: str, ax, measure: str = "cosine", epoch: int = -1) -> Figure:
+    """Similarity to initialization of every hidden layer at one checkpoint (default: the last), one line per condition."""
+    fn = A.cosine_drift if measure == "cosine" else A.cka_drift
+    depth = next(iter(groups.values()))[0].config.depth
+    x = np.arange(1, depth + 1)
+    for i, (value, runs) in enumerate(groups.items()):
+        vals = [[fn(r, k)[epoch] for k in x] for r in runs]
+        band(ax, x, vals, color(kind, value, i), label(kind, value), marker="o")
+    ax.set_xticks(x, [f"hidden{k}" for k in x], rotation=30, ha="right")
+    what = "cosine similarity to init" if measure == "cosine" else "linear CKA with init"
+    return _finish(ax, "layer", f"{what} (final epoch)")
+
+
+@styled
+def variance_vs_drift(runs: list[RunResult], ax, layer: int, c: str = "#D55E00") -> Figure:
+    """Per-epoch first-layer gradient variance against the per-epoch drift of one hidden layer, one point per epoch and seed."""
+    for j, r in enumerate(runs):
+        v = A.epoch_grad_stats(r, "w")[1][:, 0]
+        d = A.drift_speed(r, layer)
+        rho = A.spearman(v, d)
+        ax.scatter(v, d, s=18, color=c, alpha=0.35 + 0.65 * (j == 0), marker="os^"[j % 3], label=f"seed {r.config.seed}: ρ = {rho:.2f}")
+    ax.set_xscale("log")
+    return _finish(ax, "first-layer within-epoch gradient variance (log scale)", f"drift of hidden{layer} in the epoch (loss of cosine)")
+
+
+@styled
+def final_gap(groups: dict, kind: str, ax) -> Figure:
+    """Final train-test gap against the condition value (mean and seed min-max)."""
+    values = list(groups)
+    gaps = [[r.final("train_acc") - r.final("test_acc") for r in groups[v]] for v in values]
+    means, lo, hi = (np.array([f(g) for g in gaps]) for f in (np.mean, np.min, np.max))
+    x = np.arange(len(values))
+    ax.errorbar(x, means, yerr=np.vstack([means - lo, hi - means]), marker="o", capsize=3, color="#000000")
+    ax.set_xticks(x, [str(v) for v in values])
+    return _finish(ax, kind, "train − test accuracy (final)", legend=False)
+
+
+@styled
+def layer_drift_curves(runs: list[RunResult], ax, measure: str = "cosine") -> Figure:
+    """Similarity to initialization over epochs for every recorded hidden layer of one condition (colour = depth position)."""
+    fn = A.cosine_drift if measure == "cosine" else A.cka_drift
+    names = sorted(runs[0].reps, key=lambda n: int(n[6:]))
+    cmap = matplotlib.colormaps["viridis"]
+    for i, name in enumerate(names):
+        band(ax, runs[0].rep_epochs, [fn(r, name) for r in runs], cmap(i / max(1, len(names) - 1)), name)
+    what = "mean cosine similarity to initialization" if measure == "cosine" else "linear CKA with initialization"
+    return _finish(ax, "epoch", what)
+
+
+@styled
+def accuracy_curves(runs: list[RunResult], ax, metrics=("train_acc", "test_acc")) -> Figure:
+    """Several accuracies of one condition over epochs, one band each (book-wide metric colours)."""
+    x = np.arange(runs[0].config.epochs + 1)
+    for m in metrics:
+        band(ax, x, [r.history[m] for r in runs], METRIC_COLORS.get(m, "#000000"), METRIC_LABELS.get(m, m),
+             ls="--" if m == "shift_acc" else "-")
+    ax.set_ylim(-0.02, 1.02)
+    return _finish(ax, "epoch", "accuracy")

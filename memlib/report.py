@@ -38,19 +38,20 @@ class VerdictBox:
 
 
 class Table:
-    """A small two-column table shown as HTML (and aligned text)."""
+    """A small table of strings shown as HTML (and aligned text)."""
 
-    def __init__(self, rows: list[tuple[str, str]], head=("setting", "value")):
-        self.rows, self.head = rows, head
+    def __init__(self, rows: list[tuple[str, ...]], head=("setting", "value")):
+        self.rows, self.head = [tuple(map(str, r)) for r in rows], tuple(head)
 
     def _repr_html_(self):
-        body = "".join(f"<tr><td>{html.escape(a)}</td><td>{html.escape(b)}</td></tr>" for a, b in self.rows)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in self.rows)
         h = "".join(f"<th>{html.escape(x)}</th>" for x in self.head)
         return f'<table class="memlib-table"><thead><tr>{h}</tr></thead><tbody>{body}</tbody></table>'
 
     def __repr__(self):
-        w = max(len(a) for a, _ in self.rows)
-        return "\n".join(f"{a:<{w}}  {b}" for a, b in self.rows)
+        cols = list(zip(self.head, *self.rows))
+        w = [max(len(c) for c in col) for col in cols]
+        return "\n".join("  ".join(c.ljust(n) for c, n in zip(r, w)).rstrip() for r in [self.head, *self.rows])
 
 
 def setup_table(cfg: RunConfig, mode: str, varied: str = "", **extra) -> Table:
@@ -70,3 +71,29 @@ def setup_table(cfg: RunConfig, mode: str, varied: str = "", **extra) -> Table:
         rows.insert(2, ("varied", varied))
     rows += [(k.replace("_", " "), str(v)) for k, v in extra.items()]
     return Table(rows)
+
+
+def agreement_table(rows: list[dict], lo: str = "0 %", hi: str = "40 %") -> Table:
+    """analysis.measure_agreement rows as a table."""
+    head = ("layer", f"cosine {lo}", f"cosine {hi}", f"CKA {lo}", f"CKA {hi}", "measures agree")
+    return Table([(r["layer"], f"{r['cos_lo']:.3f}", f"{r['cos_hi']:.3f}", f"{r['cka_lo']:.3f}", f"{r['cka_hi']:.3f}",
+                   "yes" if r["agree"] else "no") for r in rows], head)
+
+
+# The study's Day 12 figures (depth 8, width 256, Adam, 15 epochs, full MNIST): (training accuracy, rotated-test accuracy).
+STUDY_DAY12 = {0.0: ("~99 %", "~90-91 %"), 0.4: ("~60-61 %", "~84-87 %")}
+
+
+def shift_comparison(groups: dict, mode: str) -> Table:
+    """This build's final training and rotated-test accuracy beside the study's Day 12 figures."""
+    from .analysis import by_seed
+
+    rows = []
+    for p, (train_s, shift_s) in STUDY_DAY12.items():
+        if p not in groups:
+            continue
+        rs = groups[p]
+        rows.append((f"{p:.0%} noise", train_s, by_seed(rs, lambda r: r.final("train_acc")).fmt(3),
+                     shift_s, by_seed(rs, lambda r: r.final("shift_acc")).fmt(3)))
+    return Table(rows, ("training labels", "study: train acc", f"this build ({mode}): train acc",
+                        "study: rotated-test acc", f"this build ({mode}): rotated-test acc"))

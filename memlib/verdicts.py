@@ -147,3 +147,118 @@ def optimizer_flow(groups: dict[str, list[RunResult]]) -> Verdict:
         c1 + c2 + c3, nums,
         note="Each optimizer uses its own default learning rate (SGD 0.05, momentum 0.01, Adam 0.001): the comparison "
              "is of typical settings, not of equal step sizes.")
+
+
+def _last_hidden(r: RunResult) -> int:
+    return r.config.depth
+
+
+def memorization(groups: dict[float, list[RunResult]]) -> Verdict:
+    """Chapter 6: the train-test gap widens with noise; clean examples are fitted before corrupted ones; test accuracy peaks then falls."""
+    noises = sorted(groups)
+    hi = noises[-1]
+    n = len(groups[hi])
+    gap = {p: [r.final("train_acc") - r.final("test_acc") for r in groups[p]] for p in noises}
+    c1 = [all(gap[a][s] < gap[b][s] for a, b in zip(noises, noises[1:])) for s in range(n)]
+    lead, fall = [], []
+    for r in groups[hi]:
+        e, best = A.peak(r, "test_acc")
+        lead.append(r.history["train_acc_clean"][e] - r.history["train_acc_corrupted_noisy"][e])
+        fall.append(best - r.final("test_acc"))
+    c2 = [x > 0.3 for x in lead]
+    c3 = [x >= 0.01 for x in fall]
+    nums = {f"train - test gap, {p:.0%} noise": A.spread(gap[p]).fmt(3) for p in noises}
+    nums.update({f"clean minus corrupted fit at peak test epoch, {hi:.0%}": A.spread(lead).fmt(3),
+                 f"test accuracy lost after its peak, {hi:.0%}": A.spread(fall).fmt(3),
+                 "(1) seeds": _count(c1), "(2) seeds": _count(c2), "(3) seeds": _count(c3)})
+    return verdict(
+        "Training accuracy stays high under label noise while test accuracy falls: the network first fits the clean "
+        "examples, then memorizes the corrupted ones, and test accuracy drops as it does.",
+        f"Per seed: (1) the final train-test gap grows at every step of noise {', '.join(f'{p:.0%}' for p in noises)}; "
+        f"(2) at {hi:.0%} noise, when test accuracy peaks, the clean examples are fitted at least 0.3 better than the "
+        f"corrupted ones (against their noisy labels); (3) test accuracy ends at least 1 point below its peak.",
+        c1 + c2 + c3, nums)
+
+
+def representation_drift(groups: dict[float, list[RunResult]], layer: int | None = None) -> Verdict:
+    """Chapter 7: under noise the representation moves further from its initial state (cosine), also by CKA."""
+    clean = groups[min(groups)]
+    layer = layer or _last_hidden(clean[0])
+    cos = {k: [float(A.cosine_drift(r, layer)[-1]) for r in groups[k]] for k in (min(groups), max(groups))}
+    cka = {k: [float(A.cka_drift(r, layer)[-1]) for r in groups[k]] for k in (min(groups), max(groups))}
+    lo, hi = min(groups), max(groups)
+    c1 = [cos[hi][s] < cos[lo][s] for s in range(len(clean))]
+    c2 = [cka[hi][s] < cka[lo][s] for s in range(len(clean))]
+    return verdict(
+        f"Under {hi:.0%} label noise the hidden representation drifts further from its initial state than with clean labels.",
+        f"Per seed, layer hidden{layer}, final epoch: (1) mean cosine similarity to initialization lower at {hi:.0%} noise "
+        f"than at {lo:.0%}; (2) the same for linear CKA.",
+        c1 + c2,
+        {**{f"cosine to init, {k:.0%} noise": A.spread(cos[k]).fmt(3) for k in (lo, hi)},
+         **{f"CKA with init, {k:.0%} noise": A.spread(cka[k]).fmt(3) for k in (lo, hi)},
+         "(1) seeds": _count(c1), "(2) seeds": _count(c2)},
+        note="The study measured the final hidden layer on 2,000 samples; here the probe set size depends on the mode.")
+
+
+def gradient_variance_drift(groups: dict[float, list[RunResult]], layer: int | None = None) -> Verdict:
+    """Chapter 8: early-layer gradient variance is higher under noise early on, and moves with the drift over epochs."""
+    lo, hi = min(groups), max(groups)
+    layer = layer or _last_hidden(groups[hi][0])
+
+    def early_var(r):
+        return float(A.epoch_grad_stats(r, "w")[1][_early(r), 0].mean())
+
+    ev = {k: [early_var(r) for r in groups[k]] for k in (lo, hi)}
+    rho = [A.spearman(A.epoch_grad_stats(r, "w")[1][:, 0], A.drift_speed(r, layer)) for r in groups[hi]]
+    c1 = [ev[hi][s] > ev[lo][s] for s in range(len(groups[hi]))]
+    c2 = [bool(x >= 0.5) for x in rho]
+    return verdict(
+        f"Under {hi:.0%} noise the first layer's gradient variance rises in early training, and it moves together with the "
+        "representation's drift.",
+        f"Per seed: (1) first-layer within-epoch gradient variance over the first fifth of epochs higher at {hi:.0%} than "
+        f"{lo:.0%} noise; (2) at {hi:.0%}, Spearman correlation over epochs between that variance and the per-epoch drift "
+        f"(loss of cosine similarity) of hidden{layer} >= 0.5.",
+        c1 + c2,
+        {**{f"early first-layer gradient variance, {k:.0%}": A.spread(ev[k]).fmt(4) for k in (lo, hi)},
+         "Spearman rho (variance vs drift)": A.spread(rho).fmt(2), "(1) seeds": _count(c1), "(2) seeds": _count(c2)},
+        note="The study judged the alignment by eye; 0.5 is this book's threshold for 'moves together'.")
+
+
+def width_capacity(groups: dict[int, list[RunResult]]) -> Verdict:
+    """Chapter 9: wider nets fit noisy labels faster, test accuracy does not improve with width, the gap is non-monotonic."""
+    widths = sorted(groups)
+    n = len(groups[widths[0]])
+    mid = lambda r: float(r.history["train_acc"][max(1, r.config.epochs // 2)])  # noqa: E731
+    speed = {w: [mid(r) for r in groups[w]] for w in widths}
+    test = {w: [r.final("test_acc") for r in groups[w]] for w in widths}
+    gap = {w: [r.final("train_acc") - r.final("test_acc") for r in groups[w]] for w in widths}
+    c1 = [speed[widths[-1]][s] > speed[widths[0]][s] for s in range(n)]
+    c2 = [test[widths[-1]][s] <= test[widths[0]][s] + 0.02 for s in range(n)]
+    c3 = [not all(gap[a][s] <= gap[b][s] for a, b in zip(widths, widths[1:])) for s in range(n)]
+    nums = {f"width {w}: train acc at mid-training / final test acc / gap":
+            f"{np.mean(speed[w]):.3f} / {np.mean(test[w]):.3f} / {np.mean(gap[w]):.3f}" for w in widths}
+    nums.update({"(1) seeds": _count(c1), "(2) seeds": _count(c2), "(3) seeds": _count(c3)})
+    return verdict(
+        "Wider networks fit noisy labels faster but do not generalize better, and the train-test gap is non-monotonic in width.",
+        f"Per seed, at 40% noise: (1) training accuracy at mid-training higher at width {widths[-1]} than {widths[0]}; "
+        f"(2) final test accuracy at width {widths[-1]} at most 2 points above width {widths[0]}; (3) the final gap is "
+        f"not monotonically increasing over widths {', '.join(map(str, widths))}.",
+        c1 + c2 + c3, nums, note="Values in the table are means over seeds.")
+
+
+def dataset_shift(groups: dict[float, list[RunResult]]) -> Verdict:
+    """Chapter 10: noisy-label models lose more under rotation than clean ones."""
+    lo, hi = min(groups), max(groups)
+    n = len(groups[lo])
+    shift = {k: [r.final("shift_acc") for r in groups[k]] for k in (lo, hi)}
+    penalty = {k: [r.final("test_acc") - r.final("shift_acc") for r in groups[k]] for k in (lo, hi)}
+    c1 = [shift[hi][s] < shift[lo][s] - 0.02 for s in range(n)]
+    c2 = [penalty[hi][s] > penalty[lo][s] for s in range(n)]
+    return verdict(
+        f"Models trained with {hi:.0%} label noise do worse on rotated test images, beyond their loss on the plain test set.",
+        f"Per seed, final epoch: (1) rotated-test accuracy at {hi:.0%} noise at least 2 points below {lo:.0%}; (2) the "
+        "rotation penalty (test minus rotated-test accuracy) larger with noise than without.",
+        c1 + c2,
+        {**{f"rotated-test accuracy, {k:.0%} noise": A.spread(shift[k]).fmt(3) for k in (lo, hi)},
+         **{f"rotation penalty, {k:.0%} noise": A.spread(penalty[k]).fmt(3) for k in (lo, hi)},
+         "(1) seeds": _count(c1), "(2) seeds": _count(c2)})

@@ -26,10 +26,22 @@ def epoch_grad_stats(res: RunResult, param: str = "w") -> tuple[np.ndarray, np.n
     return mean, var
 
 
-def layer_grad_summary(res: RunResult, param: str = "w") -> tuple[np.ndarray, np.ndarray]:
-    """Mean and variance of each layer's per-batch gradient norm over the whole run: ([L], [L])."""
+def layer_grad_summary(res: RunResult, param: str = "w", per_entry: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance of each layer's per-batch gradient norm over the whole run: ([L], [L]).
+
+    per_entry=True divides each norm by sqrt(number of entries): the root-mean-square gradient of one weight (or bias),
+    which removes the plain effect of a layer's size on its norm.
+    """
     g = _grads(res, param)
+    if per_entry:
+        g = g / np.sqrt(layer_sizes(res, param))
     return g.mean(0), g.var(0, ddof=1) if len(g) > 1 else np.zeros(g.shape[1])
+
+
+def layer_sizes(res: RunResult, param: str = "w") -> np.ndarray:
+    """Number of entries of each Linear layer's weight (or bias) [L]."""
+    suffix = "weight" if param == "w" else "bias"
+    return np.array([np.asarray(res.weights[f"layers.{i}.{suffix}"]).size for i in range(res.config.depth + 1)])
 
 
 def _grads(res: RunResult, param: str) -> np.ndarray:

@@ -117,18 +117,20 @@ def seeds_note(runs: list[RunResult]) -> str:
 
 
 @styled
-def layer_grad_bars(runs: list[RunResult], ax, stat: str = "mean") -> Figure:
+def layer_grad_bars(runs: list[RunResult], ax, stat: str = "mean", per_entry: bool = False) -> Figure:
     """Bars per layer of the run-wide mean (or variance) of weight and bias gradient norms; whiskers = seed min-max."""
     names = layer_names(runs[0].config.depth)
     x = np.arange(len(names))
     for j, param in enumerate(("w", "b")):
-        vals = [A.layer_grad_summary(r, param)[0 if stat == "mean" else 1] for r in runs]
+        vals = [A.layer_grad_summary(r, param, per_entry)[0 if stat == "mean" else 1] for r in runs]
         s = A.spread(vals)
         err = np.vstack([s.mean - s.lo, s.hi - s.mean])
         ax.bar(x + (j - 0.5) * 0.38, s.mean, 0.38, yerr=err if s.n > 1 else None, capsize=2,
                color=color("param", param), label="weights" if param == "w" else "biases")
     ax.set_xticks(x, names, rotation=30, ha="right")
     what = "mean gradient norm (L2)" if stat == "mean" else "variance of gradient norm"
+    if per_entry:
+        what = "mean RMS gradient per entry" if stat == "mean" else "variance of RMS gradient per entry"
     return _finish(ax, "layer", what + ", log scale", log=True)
 
 

@@ -15,7 +15,7 @@ def epoch_grad_stats(res: RunResult, param: str = "w") -> tuple[np.ndarray, np.n
     """Per-epoch mean and variance over mini-batches of each layer's gradient norm: ([E, L], [E, L])."""
     g = _grads(res, param)  # [steps, L]
     e = res.step_epoch - 1  # [steps] 0-based epoch
-    n_ep = res.config.epochs
+    n_ep = res.epochs_run
     counts = np.bincount(e, minlength=n_ep)[:, None]  # [E, 1]
     mean = np.zeros((n_ep, g.shape[1]))
     np.add.at(mean, e, g)

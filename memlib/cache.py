@@ -30,9 +30,10 @@ def code_version() -> str:
     return h.hexdigest()[:12]
 
 
-def run_path(cfg: RunConfig) -> Path:
-    """Where the cached run for cfg lives."""
-    return cache_dir() / "runs" / f"{cfg.key()}-{code_version()}.npz"
+def run_path(cfg: RunConfig, labels: np.ndarray | None = None) -> Path:
+    """Where the cached run for cfg (trained on `labels` when given) lives."""
+    tag = "" if labels is None else "-L" + hashlib.sha256(np.ascontiguousarray(labels, dtype=np.int64).tobytes()).hexdigest()[:12]
+    return cache_dir() / "runs" / f"{cfg.key()}{tag}-{code_version()}.npz"
 
 
 def to_arrays(res: RunResult) -> dict[str, np.ndarray]:
@@ -84,11 +85,14 @@ def load(cfg: RunConfig, path: Path | None = None) -> RunResult:
     return from_arrays(arrays, cfg)
 
 
-def run(cfg: RunConfig, *, cache: bool = True, source: str | None = None) -> RunResult:
-    """The door every chapter, widget and command uses: the cached run for cfg, trained if needed."""
+def run(cfg: RunConfig, *, cache: bool = True, source: str | None = None, labels: np.ndarray | None = None) -> RunResult:
+    """The door every chapter, widget and command uses: the cached run for cfg, trained if needed.
+
+    labels: train on these instead of the config's noisy labels (cached separately, keyed by their hash).
+    """
     if not cache or source is not None:
-        return train(cfg, source)
-    path = run_path(cfg)
+        return train(cfg, source, labels)
+    path = run_path(cfg, labels)
     if path.exists():
         got = _try_load(cfg, path)
         if got is not None:
@@ -98,7 +102,7 @@ def run(cfg: RunConfig, *, cache: bool = True, source: str | None = None) -> Run
             got = _try_load(cfg, path)
             if got is not None:
                 return got
-        res = train(cfg)
+        res = train(cfg, labels=labels)
         save(res, path)
     return res
 

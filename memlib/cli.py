@@ -1,4 +1,4 @@
-"""`python -m memlib run key=value ... [--json]`: train (or load) one run and print its final metrics."""
+"""`python -m memlib run|masc key=value ... [--json]`: train (or load) one run; print its final metrics or its layer probes."""
 from __future__ import annotations
 
 import argparse
@@ -16,6 +16,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("pairs", nargs="*", metavar="key=value", help="RunConfig fields, e.g. noise=0.4 depth=8")
     r.add_argument("--json", action="store_true", help="print one JSON object")
     r.add_argument("--no-cache", action="store_true", help="train even when the run is cached, and do not store it")
+    m = sub.add_parser("masc", help="train one run (cache aware) and print MASC and baseline probe accuracies per layer",
+                       description="Probe test accuracies (true labels) of every layer, input first. keys: " + ", ".join(FIELD_TYPES))
+    m.add_argument("pairs", nargs="*", metavar="key=value", help="RunConfig fields, e.g. noise=0.6 noise_kind=uniform")
+    m.add_argument("--variance", type=float, default=0.99, help="share of variance each MASC class subspace keeps, in (0, 1] (default 0.99)")
+    m.add_argument("--json", action="store_true", help="print one JSON object")
+    m.add_argument("--no-cache", action="store_true", help="train even when the run is cached, and do not store it")
     return p
 
 
@@ -27,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.command == "masc":
+        return _masc(cfg, args)
     from .cache import run
 
     res = run(cfg, cache=not args.no_cache)
@@ -37,4 +45,27 @@ def main(argv: list[str] | None = None) -> int:
         width = max(map(len, out))
         for k, v in out.items():
             print(f"{k:<{width}}  {v:.4f}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+    return 0
+
+
+def _masc(cfg, args) -> int:
+    """The `masc` subcommand: the model's accuracies, then every layer's four probe accuracies."""
+    from . import probes
+    from .cache import run
+
+    try:
+        variance = probes.check_variance(args.variance)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    res = run(cfg, cache=not args.no_cache)
+    out = {"train_acc": round(res.final("train_acc"), 6), "test_acc": probes.model_test_acc(res),
+           "layers": probes.probe_layers(res, variance=variance)}
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    print(f"model  train_acc {out['train_acc']:.4f} (labels as trained)  test_acc {out['test_acc']:.4f}")
+    print(f"{'layer':<10}" + "".join(f"{k:>16}" for k in probes.PROBES))
+    for layer, accs in out["layers"].items():
+        print(f"{layer:<10}" + "".join(f"{accs[k]:>16.4f}" for k in probes.PROBES))
     return 0

@@ -53,7 +53,8 @@ class RunConfig:
     optimizer: str = "adam"  # 'sgd', 'momentum' (SGD, 0.9) or 'adam'
     lr: float | None = None  # None: DEFAULT_LR[optimizer]
     batch_size: int = 128
-    epochs: int = 10
+    epochs: int = 10  # epochs to train (the cap when stop_at is set)
+    stop_at: float | None = None  # stop early once training accuracy on the given labels reaches this; None: never
     seed: int = 0
     probe_size: int = 2_000  # fixed test images whose representations are recorded
     rep_layers: tuple[int, ...] | None = None  # hidden layers (1-based) to record; None: all
@@ -80,6 +81,9 @@ class RunConfig:
         if self.batch_size > self.n_train:
             _fail("batch_size", self.batch_size, f"at most n_train={self.n_train}")
         _int_in("epochs", self.epochs, 1, 10_000)
+        if self.stop_at is not None and (isinstance(self.stop_at, bool) or not isinstance(self.stop_at, (int, float))
+                                         or not 0 < self.stop_at <= 1):
+            _fail("stop_at", self.stop_at, "None or a training accuracy in (0, 1]")
         _int_in("seed", self.seed, 0, 2**31 - 1)
         _int_in("probe_size", self.probe_size, 1, N_TEST)
         if self.rep_layers is not None:

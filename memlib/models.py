@@ -5,6 +5,7 @@ import math
 
 import torch
 from torch import nn
+from torch.nn.utils import skip_init
 
 from .config import INITS
 
@@ -29,8 +30,11 @@ class MLP(nn.Module):
         if depth < 1 or width < 1:
             raise ValueError(f"depth={depth}, width={width}: both must be >= 1")
         sizes = [N_INPUT] + [width] * depth + [N_CLASSES]
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        # skip_init: nn.Linear's own initialization would draw from torch's global RNG
+        self.layers = nn.ModuleList(skip_init(nn.Linear, a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         self.depth, self.width = depth, width
+        if generator is None:  # never the global RNG: a fixed stream instead
+            generator = torch.Generator().manual_seed(0)
         initialize(self, init, generator)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -222,7 +222,7 @@ def layer_profile(groups: dict, kind: str, ax, epoch: int = 1, param: str = "w")
 @styled
 def fit_decomposition(runs: list[RunResult], ax) -> Figure:
     """How the training set is fitted over time: clean examples, corrupted ones (noisy and true labels), and the test set."""
-    x = np.arange(runs[0].config.epochs + 1)
+    x = np.arange(runs[0].epochs_run + 1)
     parts = [("train_acc_clean", "#0072B2", "-"), ("train_acc_corrupted_noisy", "#D55E00", "-"),
              ("train_acc_corrupted_true", "#D55E00", ":"), ("test_acc", "#000000", "--")]
     for metric, c, ls in parts:
@@ -284,7 +284,7 @@ def layer_drift_curves(runs: list[RunResult], ax, measure: str = "cosine") -> Fi
 @styled
 def accuracy_curves(runs: list[RunResult], ax, metrics=("train_acc", "test_acc")) -> Figure:
     """Several accuracies of one condition over epochs, one band each (book-wide metric colours)."""
-    x = np.arange(runs[0].config.epochs + 1)
+    x = np.arange(runs[0].epochs_run + 1)
     for m in metrics:
         band(ax, x, [r.history[m] for r in runs], METRIC_COLORS.get(m, "#000000"), METRIC_LABELS.get(m, m),
              ls="--" if m == "shift_acc" else "-")

@@ -50,6 +50,11 @@ class RunResult:
     meta: dict = field(default_factory=dict)  # code version, device, library versions
 
     @property
+    def epochs_run(self) -> int:
+        """Epochs actually trained (fewer than config.epochs when stop_at ended training early)."""
+        return len(self.history["loss"]) - 1
+
+    @property
     def layer_names(self) -> list[str]:
         """Linear layers in network order: hidden1..hidden{depth}, classifier."""
         return layer_names(self.config.depth)
@@ -67,7 +72,7 @@ class RunResult:
     def summary(self) -> dict:
         """Final metrics and bookkeeping as a flat, JSON-ready dict."""
         out = {m: (None if np.isnan(v) else round(v, 6)) for m, v in ((m, self.final(m)) for m in METRICS)}
-        out.update(epochs=self.config.epochs, seconds=round(self.seconds, 3), cached=self.cached)
+        out.update(epochs=self.epochs_run, seconds=round(self.seconds, 3), cached=self.cached)
         return out
 
 
@@ -96,12 +101,18 @@ class Prepared:
     probe_idx: np.ndarray
 
 
-def prepare(cfg: RunConfig, device: torch.device, source: str | None = None) -> Prepared:
-    """Draw the subset, corrupt the labels, build the evaluation and probe sets."""
+def prepare(cfg: RunConfig, device: torch.device, source: str | None = None, labels: np.ndarray | None = None) -> Prepared:
+    """Draw the subset, corrupt the labels (or take the given ones), build the evaluation and probe sets."""
     mn = D.load_mnist(source)
     idx = D.train_subset(cfg.n_train, cfg.seed, len(mn.x_train))
     true = mn.y_train[idx]
     noisy, changed = D.corrupt_labels(true, cfg.noise, cfg.noise_kind, rng_for(cfg.seed, "noise"))
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.shape != true.shape or not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() >= D.N_CLASSES:
+            raise ValueError(f"labels: expected {len(true)} integer classes in 0..9, got shape {labels.shape}, dtype {labels.dtype}")
+        noisy = labels.astype(np.int64)
+        changed = noisy != true
     k = cfg.eval_size
     probe = np.sort(rng_for(cfg.seed, "probe").choice(len(mn.x_test), cfg.probe_size, replace=False))
     shifted = D.shifted_test(cfg.shift_degrees, cfg.seed, source)
@@ -147,11 +158,15 @@ def _rep_checkpoints(cfg: RunConfig) -> list[int]:
     return list(range(cfg.epochs + 1))
 
 
-def train(cfg: RunConfig, source: str | None = None) -> RunResult:
-    """Train one MLP as cfg says and record everything the chapters need."""
+def train(cfg: RunConfig, source: str | None = None, labels: np.ndarray | None = None) -> RunResult:
+    """Train one MLP as cfg says and record everything the chapters need.
+
+    labels, when given, replace the (noisy) training labels the config would draw; the mask of
+    corrupted examples is then labels != true labels.
+    """
     t0 = time.perf_counter()
     device = pick_device(cfg.device)
-    p = prepare(cfg, device, source)
+    p = prepare(cfg, device, source, labels)
     model = MLP(cfg.depth, cfg.width, cfg.init, torch_generator(cfg.seed, "init")).to(device)
     opt = make_optimizer(model, cfg.optimizer, cfg.learning_rate)
     params = [q for layer in model.layers for q in (layer.weight, layer.bias)]  # w1, b1, w2, b2, ...
@@ -168,21 +183,24 @@ def train(cfg: RunConfig, source: str | None = None) -> RunResult:
     keep = cfg.recorded_layers
     reps = {f"hidden{j}": np.empty((len(rep_at), cfg.probe_size, cfg.width), np.float16) for j in keep}
 
+    def record_reps(slot: int):
+        with torch.no_grad():
+            hs, _ = model.hidden(p.x_probe, keep)
+        for j, h in zip(keep, hs):
+            reps[f"hidden{j}"][slot] = h.to(torch.float16).cpu().numpy()
+
     def checkpoint(epoch: int):
         model.eval()
         hist[epoch] = _evaluate(model, p, n, k, y_true, changed)
         if epoch in rep_at and keep:
-            with torch.no_grad():
-                hs, _ = model.hidden(p.x_probe, keep)
-            for j, h in zip(keep, hs):
-                reps[f"hidden{j}"][rep_at.index(epoch)] = h.to(torch.float16).cpu().numpy()
+            record_reps(rep_at.index(epoch))
         model.train()
 
     gen = torch_generator(cfg.seed, "batches")
     show = cfg.progress if cfg.progress is not None else (sys.stderr.isatty() and n * cfg.epochs >= 500_000)
     bar = _progress(cfg.epochs, show)
     checkpoint(0)
-    step = 0
+    step, done = 0, cfg.epochs
     for epoch in range(1, cfg.epochs + 1):
         perm = torch.randperm(n, generator=gen).to(device)
         for b in range(steps_per_epoch):
@@ -196,17 +214,26 @@ def train(cfg: RunConfig, source: str | None = None) -> RunResult:
             step += 1
         checkpoint(epoch)
         bar.update(1)
+        if cfg.stop_at is not None and epoch < cfg.epochs and float(hist[epoch, 1]) >= cfg.stop_at:  # train_acc, given labels
+            done = epoch
+            if cfg.rep_epochs == "ends" and keep:  # the end came early: record it in the last slot
+                record_reps(len(rep_at) - 1)
+                rep_at[-1] = done
+            break
     bar.close()
 
-    g = gnorm.cpu().numpy().reshape(n_steps, -1, 2)
-    h = hist.double().cpu().numpy()
+    n_steps = steps_per_epoch * done
+    g = gnorm[:n_steps].cpu().numpy().reshape(n_steps, -1, 2)
+    h = hist[: done + 1].double().cpu().numpy()
+    rep_at = [e for e in rep_at if e <= done]
+    reps = {k2: v[: len(rep_at)] for k2, v in reps.items()}
     return RunResult(
         config=cfg,
         history={m: h[:, j] for j, m in enumerate(METRICS)},
         grad_w=np.ascontiguousarray(g[:, :, 0]),
         grad_b=np.ascontiguousarray(g[:, :, 1]),
-        batch_loss=bloss.cpu().numpy(),
-        step_epoch=np.repeat(np.arange(1, cfg.epochs + 1, dtype=np.int32), steps_per_epoch),
+        batch_loss=bloss[:n_steps].cpu().numpy(),
+        step_epoch=np.repeat(np.arange(1, done + 1, dtype=np.int32), steps_per_epoch),
         reps=reps,
         rep_epochs=np.asarray(rep_at, dtype=np.int32),
         probe_idx=p.probe_idx,

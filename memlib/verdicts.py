@@ -16,7 +16,7 @@ def _cv(res: RunResult, layer: int) -> np.ndarray:
 
 def _early(res: RunResult) -> slice:
     """The first fifth of training's epochs (at least one): 'early training'."""
-    return slice(0, max(1, res.config.epochs // 5))
+    return slice(0, max(1, res.epochs_run // 5))
 
 
 def _count(flags) -> str:
@@ -228,7 +228,7 @@ def width_capacity(groups: dict[int, list[RunResult]]) -> Verdict:
     """Chapter 9: wider nets fit noisy labels faster, test accuracy does not improve with width, the gap is non-monotonic."""
     widths = sorted(groups)
     n = len(groups[widths[0]])
-    mid = lambda r: float(r.history["train_acc"][max(1, r.config.epochs // 2)])  # noqa: E731
+    mid = lambda r: float(r.history["train_acc"][max(1, r.epochs_run // 2)])  # noqa: E731
     speed = {w: [mid(r) for r in groups[w]] for w in widths}
     test = {w: [r.final("test_acc") for r in groups[w]] for w in widths}
     gap = {w: [r.final("train_acc") - r.final("test_acc") for r in groups[w]] for w in widths}

@@ -38,3 +38,18 @@ def base_config(mode: str, **fields) -> RunConfig:
     s = scale(mode)
     sized = dict(n_train=s.n_train, epochs=s.epochs, eval_size=s.eval_size, probe_size=s.probe_size)
     return RunConfig(**{**sized, **fields})
+
+
+# Chapter 11 trains until the corrupted labels are fitted (stop_at), so its scale is set apart.
+MASC_SCALES = {
+    "quick": dict(n_train=500, epochs=40, width=256),
+    "standard": dict(n_train=4_000, epochs=150, width=256),
+    "full": dict(n_train=50_000, epochs=300, width=512),
+}
+
+
+def masc_config(mode: str, **fields) -> RunConfig:
+    """Chapter 11's run at a mode's scale: the paper's uniform label corruption, trained until 99 % training accuracy (or the epoch cap)."""
+    scale(mode)  # validates the mode
+    sized = dict(depth=4, noise_kind="uniform", stop_at=0.99, rep_epochs="none", eval_size=min(2_000, SCALES[mode].eval_size))
+    return base_config(mode, **{**sized, **MASC_SCALES[mode], **fields})

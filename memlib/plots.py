@@ -290,3 +290,38 @@ def accuracy_curves(runs: list[RunResult], ax, metrics=("train_acc", "test_acc")
              ls="--" if m == "shift_acc" else "-")
     ax.set_ylim(-0.02, 1.02)
     return _finish(ax, "epoch", "accuracy")
+
+
+PROBE_COLORS = {"masc_corrupted": "#D55E00", "masc_true": "#009E73", "ncm": "#56B4E9", "linear": "#CC79A7"}
+PROBE_LABELS = {"masc_corrupted": "MASC, corrupted-label subspaces", "masc_true": "MASC, true-label subspaces",
+                "ncm": "nearest class mean (cosine)", "linear": "linear probe (logistic)"}
+
+
+@styled
+def probe_bars(table: dict, ax, highlight: str | None = None) -> Figure:
+    """Test accuracy (true labels) of each probe at each layer, with the model's own test accuracy as a line."""
+    layers = list(table["layers"])
+    x = np.arange(len(layers))
+    w = 0.8 / len(PROBE_COLORS)
+    for j, (probe, c) in enumerate(PROBE_COLORS.items()):
+        vals = [table["layers"][k][probe] for k in layers]
+        ax.bar(x + (j - 1.5) * w, vals, w, color=c, label=PROBE_LABELS[probe])
+    ax.axhline(table["model_test_acc"], color="#000000", ls="--", lw=1.5, label="the network's own test accuracy")
+    if highlight in layers:
+        ax.axvspan(layers.index(highlight) - 0.45, layers.index(highlight) + 0.45, color="#999999", alpha=0.15, lw=0)
+    ax.set_xticks(x, layers)
+    ax.set_ylim(0, 1.0)
+    return _finish(ax, "layer", "test accuracy on true labels")
+
+
+@styled
+def probes_vs_noise(tables: dict, ax) -> Figure:
+    """Best-layer probe accuracies and the network's test accuracy against label corruption p; tables {p: [table per seed]}."""
+    ps = sorted(tables)
+    model = [[t["model_test_acc"] for t in tables[p]] for p in ps]  # [p][seed]
+    band(ax, ps, np.array(model).T, "#000000", "the network's own test accuracy", ls="--", marker="o")
+    for probe, c in PROBE_COLORS.items():
+        best = [[max(t["layers"][k][probe] for k in t["layers"]) for t in tables[p]] for p in ps]
+        band(ax, ps, np.array(best).T, c, PROBE_LABELS[probe] + " (best layer)", marker="o")
+    ax.set_ylim(0, 1.0)
+    return _finish(ax, "label corruption p", "test accuracy on true labels")

@@ -7,14 +7,19 @@ training subset of a run and scored on the full 10,000-image test split against 
 """
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import math
 from numbers import Real
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from . import data as D
+from .config import RunConfig
 from .train import RunResult
 
 N_CLASSES = D.N_CLASSES
@@ -399,3 +404,44 @@ def probe_layers(res: RunResult, layers=None, variance: float = 0.99) -> dict[st
         }
         del tr[name], te[name]
     return out
+
+
+# ---------------------------------------------------------------- cached tables and relabeling
+
+
+@functools.lru_cache(maxsize=1)
+def _probes_version() -> str:
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:10]
+
+
+def probe_run(cfg: RunConfig, variance: float = 0.99) -> tuple[RunResult, dict]:
+    """The run for cfg (through the cache) and its probe_layers table plus the model's test accuracy, cached beside it."""
+    from .cache import run, run_path
+
+    variance = check_variance(variance)
+    res = run(cfg)
+    path = run_path(cfg).with_name(run_path(cfg).stem + f".probes-{variance:g}-{_probes_version()}.json")
+    if path.exists():
+        try:
+            return res, json.loads(path.read_text())
+        except ValueError:
+            path.unlink(missing_ok=True)
+    table = {"model_test_acc": model_test_acc(res), "layers": probe_layers(res, variance=variance)}
+    D.atomic_write(path, lambda f: f.write(json.dumps(table).encode()))
+    return res, table
+
+
+def best_layer(table: dict, probe: str = "masc_corrupted") -> tuple[str, float]:
+    """(layer, accuracy) of the layer where a probe scores best."""
+    if probe not in PROBES:
+        raise ValueError(f"probe={probe!r} is not allowed: one of {', '.join(PROBES)}")
+    name = max(table["layers"], key=lambda k: table["layers"][k][probe])
+    return name, float(table["layers"][name][probe])
+
+
+def masc_relabel(res: RunResult, layer: str, variance: float = 0.99) -> np.ndarray:
+    """New training labels [n_train]: MASC's predictions at one layer, its subspaces fitted on the labels trained on."""
+    name = check_layers(res, [layer])[0]
+    x_tr, noisy, _ = train_set(res)
+    acts = activations(res, x_tr, [name])[name]  # [n_train, dim]
+    return MASC(check_variance(variance)).fit(acts, noisy, N_CLASSES).predict(acts).astype(np.int64)

@@ -97,3 +97,26 @@ def shift_comparison(groups: dict, mode: str) -> Table:
                      shift_s, by_seed(rs, lambda r: r.final("shift_acc")).fmt(3)))
     return Table(rows, ("training labels", "study: train acc", f"this build ({mode}): train acc",
                         "study: rotated-test acc", f"this build ({mode}): rotated-test acc"))
+
+
+def masc_table(tables: dict) -> Table:
+    """Per corruption p: the network's test accuracy and each probe's best-layer accuracy (mean [min, max] over seeds)."""
+    from .analysis import spread
+    from .probes import PROBES, best_layer
+
+    rows = []
+    for p in sorted(tables):
+        ts = tables[p]
+        cells = [spread([t["model_test_acc"] for t in ts]).fmt(3)]
+        for probe in PROBES:
+            cells.append(spread([best_layer(t, probe)[1] for t in ts]).fmt(3))
+        layers = sorted({best_layer(t)[0] for t in ts})
+        rows.append((f"{p:.1f}", *cells, ", ".join(layers)))
+    return Table(rows, ("p", "network", "MASC corrupted", "MASC true", "nearest mean", "linear", "best MASC layer(s)"))
+
+
+def relabel_table(rows: list[tuple]) -> Table:
+    """Relabeling results: (seed, layer, wrong after relabel, wrong before, test acc before, test acc after)."""
+    return Table([(str(s), layer, f"{after:.1%}", f"{before:.1%}", f"{a0:.3f}", f"{a1:.3f}")
+                  for s, layer, after, before, a0, a1 in rows],
+                 ("seed", "MASC layer", "labels wrong after relabeling", "labels wrong before", "test acc before", "test acc after"))

@@ -32,20 +32,24 @@ class Explorer:
     """A chapter's question as sliders; each change trains (or loads) runs off the main thread and redraws."""
 
     def __init__(self, base: RunConfig, controls: dict[str, list], draw: Draw, seeds=(0,),
-                 ncols: int = 1, width: float = 4.2, height: float = 3.2):
+                 ncols: int = 1, width: float = 4.2, height: float = 3.2, views: dict[str, list] | None = None,
+                 load: Callable | None = None):
+        """controls: RunConfig field -> choices (a change retrains); views: name -> choices passed to draw as keywords
+        (a change only redraws); load(cfg) -> what draw receives per seed (default: the cached run)."""
         for field, values in controls.items():
             if getattr(base, field) not in values:
                 raise ValueError(f"control {field!r}: the base value {getattr(base, field)!r} is not among {values}")
-        self.base, self.draw, self.seeds = base, draw, tuple(seeds)
+        self.base, self.draw, self.seeds, self.load = base, draw, tuple(seeds), load or run
         self.fig, self.axes = figure(ncols=ncols, width=width, height=height)
         self.sliders = {f: _control(f, v, getattr(base, f)) for f, v in controls.items()}
+        self.views = {n: _control(n, v, v[0]) for n, v in (views or {}).items()}
         self.status = W.HTML()
         self.image = W.Image(format="png", layout=W.Layout(max_width=f"{int(100 * width * ncols)}px"))
         self._gen = 0
         self._lock = threading.Lock()
-        for s in self.sliders.values():
+        for s in [*self.sliders.values(), *self.views.values()]:
             s.observe(self._changed, names="value")
-        self.widget = W.VBox([W.HBox(list(self.sliders.values()), layout=W.Layout(flex_flow="row wrap")),
+        self.widget = W.VBox([W.HBox([*self.sliders.values(), *self.views.values()], layout=W.Layout(flex_flow="row wrap")),
                               self.status, self.image])
         self.update(background=False)
 
@@ -57,9 +61,12 @@ class Explorer:
     def set(self, **values) -> None:
         """Set controls as a reader would, and wait for the figure (for headless execution)."""
         for f, v in values.items():
-            self.sliders[f].unobserve(self._changed, names="value")
-            self.sliders[f].value = v
-            self.sliders[f].observe(self._changed, names="value")
+            w = self.sliders.get(f) or self.views.get(f)
+            if w is None:
+                raise ValueError(f"no control {f!r}: controls are {', '.join([*self.sliders, *self.views])}")
+            w.unobserve(self._changed, names="value")
+            w.value = v
+            w.observe(self._changed, names="value")
         self.update(background=False)
 
     def _changed(self, _change) -> None:
@@ -71,7 +78,7 @@ class Explorer:
             self._gen += 1
             gen = self._gen
         cfgs = self.configs()
-        if all(is_cached(c) for c in cfgs) or not background:
+        if not background or (self.load is run and all(is_cached(c) for c in cfgs)):
             self._render(gen, cfgs)
             return
         self.status.value = "<i>training…</i>"
@@ -79,7 +86,7 @@ class Explorer:
 
     def _render(self, gen: int, cfgs: list[RunConfig]) -> None:
         try:
-            runs = [run(c) for c in cfgs]
+            runs = [self.load(c) for c in cfgs]
         except Exception as err:  # show the problem where the reader looks
             self.status.value = f"<b>error:</b> {type(err).__name__}: {err}"
             return
@@ -87,7 +94,7 @@ class Explorer:
             return
         for ax in self.axes:
             ax.clear()
-        self.draw(self.axes, runs)
+        self.draw(self.axes, runs, **{n: w.value for n, w in self.views.items()})
         self.image.value = _png(self.fig)
         self.status.value = ""
 

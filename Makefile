@@ -21,14 +21,27 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
 	@touch $@
 
+# CPU threads per chapter kernel (cores // JOBS, at least 1); nbval re-runs chapters with the same
+# count so that their seeded numbers match the executed copies.
+THREADS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); t=$$(( n / $(JOBS) )); echo $$(( t > 0 ? t : 1 )))
+NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout 1800
+QUICK_EXECUTED := _build/executed/quick/chapters
+
 vendor: $(STAMP)
 	@$(PY) scripts/vendor_assets.py
 
 book: $(STAMP) vendor
-	$(PY) scripts/build_book.py --mode $(MODE) --jobs $(JOBS)
+	$(PY) scripts/build_book.py --mode $(MODE) --jobs $(JOBS) --threads $(THREADS)
 
 test: $(STAMP) vendor
-	$(PY) -m pytest tests
+	$(PY) scripts/build_book.py --mode quick --jobs $(JOBS) --threads $(THREADS)
+	shopt -s nullglob; chapters=($(QUICK_EXECUTED)/*.ipynb); \
+	export OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) OPENBLAS_NUM_THREADS=$(THREADS); \
+	if (( $${#chapters[@]} )); then \
+	  $(PY) -m pytest tests "$${chapters[@]}" $(NBVAL); \
+	else \
+	  echo "no executed chapters yet: running tests/ only"; $(PY) -m pytest tests; \
+	fi
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab chapters/

@@ -136,6 +136,10 @@ def read_torchvision_folder(folder: str | Path) -> MNIST:
     xte = _read_idx(_find_idx(folder, "t10k-images-idx3-ubyte")).reshape(-1, 784)
     yte = _read_idx(_find_idx(folder, "t10k-labels-idx1-ubyte")).astype(np.int64)
     # torchvision stores 0..255 intensities; the pickle's k/256 grid maps to the same uint8 values.
+    if len(xtr) <= 10_000 or len(xtr) != len(ytr) or len(xte) != len(yte):
+        raise ValueError(f"{folder}: expected more than 10,000 training images (the last 10,000 become the validation "
+                         f"split) and as many labels as images; got {len(xtr)} images/{len(ytr)} labels for training, "
+                         f"{len(xte)}/{len(yte)} for test")
     n = len(xtr) - 10_000
     return MNIST(xtr[:n].copy(), ytr[:n].copy(), xtr[n:].copy(), ytr[n:].copy(), xte.copy(), yte.copy())
 

@@ -432,6 +432,8 @@ def stage(paths: dict, chapters: list[Path]) -> list[str]:
     ignore = shutil.ignore_patterns(".*", "__pycache__", "*.stamp.json")
     shutil.copytree(ROOT / "book", staging / "book", ignore=ignore)
     shutil.copytree(paths["exec_chapters"], staging / "chapters", ignore=ignore)
+    for nb in (staging / "chapters").glob("*.ipynb"):
+        hide_parameter_cells(nb)
     shutil.copytree(vendor_assets.STATIC, staging / "_vendor", ignore=shutil.ignore_patterns("manifest.json"))
     shutil.copytree(ROOT / "scripts" / "assets", staging / "_vendor", dirs_exist_ok=True, ignore=ignore)
 
@@ -449,6 +451,16 @@ def stage(paths: dict, chapters: list[Path]) -> list[str]:
             raise BuildError(f"_toc.yml lists {f}, but neither {f}.md nor {f}.ipynb exists")
     (staging / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
     return notes
+
+
+def hide_parameter_cells(path: Path) -> None:
+    """Tag the parameters cell and papermill's injected one 'remove-cell' in a staged copy: the page starts with the title."""
+    nb = json.loads(path.read_text())
+    for cell in nb.get("cells", []):
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if ("parameters" in tags or "injected-parameters" in tags) and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    path.write_text(json.dumps(nb, indent=1))
 
 
 def copy_widget_fonts(html: Path) -> int:

@@ -1,0 +1,386 @@
+"""memlib.train.train: checked against plain autograd, smoke runs on tiny configs, edge cases, determinism."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import memlib.data as D
+from memlib.config import INITS, OPTIMIZERS, RunConfig
+from memlib.models import MLP, layer_names
+from memlib.rng import rng_for, torch_generator
+from memlib.train import METRICS, RunResult, pick_device, train
+
+TINY = dict(n_train=256, epochs=2, depth=2, width=16, probe_size=50, eval_size=200, batch_size=64, device="cpu")
+ARRAYS = ("grad_w", "grad_b", "batch_loss", "step_epoch", "rep_epochs", "probe_idx", "train_idx", "labels",
+          "true_labels", "corrupted")
+
+
+def tiny(**changes) -> RunConfig:
+    """The tiny config with some fields changed."""
+    return RunConfig(**{**TINY, **changes})
+
+
+def assert_same_result(a: RunResult, b: RunResult) -> None:
+    """Every array of two runs is bit-identical (NaNs in the same places)."""
+    for name in ARRAYS:
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.dtype == y.dtype and np.array_equal(x, y), name
+    for group in ("history", "reps", "weights"):
+        ga, gb = getattr(a, group), getattr(b, group)
+        assert list(ga) == list(gb), group
+        for k in ga:
+            assert ga[k].dtype == gb[k].dtype and np.array_equal(ga[k], gb[k], equal_nan=True), f"{group}/{k}"
+
+
+@pytest.fixture(scope="module")
+def noisy_run(memlib_cache) -> RunResult:
+    """One tiny run with 30% symmetric noise, shared by the read-only checks."""
+    return train(tiny(noise=0.3))
+
+
+def reference_data(cfg: RunConfig):
+    """The run's training tensors rebuilt by hand: standardised images, noisy labels, true labels."""
+    mn = D.load_mnist()
+    idx = D.train_subset(cfg.n_train, cfg.seed)
+    true = mn.y_train[idx]
+    noisy, _ = D.corrupt_labels(true, cfg.noise, cfg.noise_kind, rng_for(cfg.seed, "noise"))
+    x = torch.from_numpy((mn.x_train[idx].astype(np.float32) / 256 - 0.1307) / 0.3081)
+    return idx, x, torch.from_numpy(noisy), true
+
+
+# ---------------------------------------------------------------- against an independent computation
+
+
+def test_first_batch_gradient_norms_match_autograd():
+    """grad_w[0] / grad_b[0] equal each Linear layer's weight/bias gradient norm on the first mini-batch, by hand."""
+    cfg = tiny(noise=0.3, depth=3)
+    res = train(cfg)
+    idx, x, y, _ = reference_data(cfg)
+    model = MLP(cfg.depth, cfg.width, cfg.init, torch_generator(cfg.seed, "init"))
+    batch = torch.randperm(cfg.n_train, generator=torch_generator(cfg.seed, "batches"))[: cfg.batch_size]
+    h = x[batch]
+    for layer in model.layers[:-1]:
+        h = torch.relu(h @ layer.weight.T + layer.bias)
+    logits = h @ model.layers[-1].weight.T + model.layers[-1].bias
+    loss = -torch.log_softmax(logits, 1)[torch.arange(len(batch)), y[batch]].mean()
+    loss.backward()
+    gw = np.array([math.sqrt((layer.weight.grad.double() ** 2).sum().item()) for layer in model.layers])
+    gb = np.array([math.sqrt((layer.bias.grad.double() ** 2).sum().item()) for layer in model.layers])
+    assert res.grad_w.shape == (res.step_epoch.size, cfg.depth + 1)
+    np.testing.assert_allclose(res.grad_w[0], gw, rtol=1e-5)
+    np.testing.assert_allclose(res.grad_b[0], gb, rtol=1e-5)
+    np.testing.assert_allclose(res.batch_loss[0], loss.item(), rtol=1e-6)
+    assert np.all(gw > 0) and np.all(gb > 0)
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_whole_run_matches_a_hand_written_loop(optimizer):
+    """Every step's gradient norms and loss, and the final weights, match a plain PyTorch loop (unfused optimizer)."""
+    cfg = tiny(noise=0.2, optimizer=optimizer, n_train=250)  # 250 / 64: a short last batch
+    res = train(cfg)
+    idx, x, y, true = reference_data(cfg)
+    assert np.array_equal(res.train_idx, idx) and np.array_equal(res.labels, y.numpy())
+    assert np.array_equal(res.true_labels, true)
+    model = MLP(cfg.depth, cfg.width, cfg.init, torch_generator(cfg.seed, "init"))
+    lr = cfg.learning_rate
+    opt = {"sgd": lambda p: torch.optim.SGD(p, lr=lr), "momentum": lambda p: torch.optim.SGD(p, lr=lr, momentum=0.9),
+           "adam": lambda p: torch.optim.Adam(p, lr=lr)}[optimizer](model.parameters())
+    gen = torch_generator(cfg.seed, "batches")
+    gw, gb, losses = [], [], []
+    for _ in range(cfg.epochs):
+        perm = torch.randperm(cfg.n_train, generator=gen)
+        for batch in perm.split(cfg.batch_size):
+            loss = F.cross_entropy(model(x[batch]), y[batch])
+            opt.zero_grad()
+            loss.backward()
+            gw.append([layer.weight.grad.norm().item() for layer in model.layers])
+            gb.append([layer.bias.grad.norm().item() for layer in model.layers])
+            losses.append(loss.item())
+            opt.step()
+    assert res.grad_w.shape == (len(gw), cfg.depth + 1) == (8, 3)
+    np.testing.assert_allclose(res.grad_w, gw, rtol=1e-4)
+    np.testing.assert_allclose(res.grad_b, gb, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(res.batch_loss, losses, rtol=1e-5)
+    for k, v in model.state_dict().items():
+        np.testing.assert_allclose(res.weights[k], v.numpy(), rtol=1e-4, atol=1e-6, err_msg=k)
+
+
+def test_initial_checkpoint_matches_the_initial_model():
+    """Checkpoint 0: metrics and probe representations of the untrained model, recomputed by hand."""
+    cfg = tiny(noise=0.3)
+    res = train(cfg)
+    mn = D.load_mnist()
+    _, x, y, true = reference_data(cfg)
+    model = MLP(cfg.depth, cfg.width, cfg.init, torch_generator(cfg.seed, "init"))
+    k = cfg.eval_size
+    with torch.no_grad():
+        logits = model(x)
+        acc = lambda xs, ys: (model(torch.from_numpy(D.standardize(xs))).argmax(1).numpy() == ys).mean()  # noqa: E731
+        assert res.history["loss"][0] == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-5)
+        assert res.history["train_acc"][0] == pytest.approx((logits.argmax(1) == y).float().mean().item(), abs=1e-6)
+        assert res.history["val_acc"][0] == pytest.approx(acc(mn.x_val[:k], mn.y_val[:k]), abs=1e-6)
+        assert res.history["test_acc"][0] == pytest.approx(acc(mn.x_test[:k], mn.y_test[:k]), abs=1e-6)
+        shifted = D.shifted_test(cfg.shift_degrees, cfg.seed)[:k]
+        assert res.history["shift_acc"][0] == pytest.approx(acc(shifted, mn.y_test[:k]), abs=1e-6)
+        hs, _ = model.hidden(torch.from_numpy(D.standardize(mn.x_test[res.probe_idx])))
+    for j, h in enumerate(hs, start=1):
+        np.testing.assert_allclose(res.reps[f"hidden{j}"][0].astype(np.float32), h.numpy(), rtol=2e-3, atol=1e-3)
+
+
+def test_final_metrics_match_the_returned_model(noisy_run):
+    """The last checkpoint's metrics equal those recomputed from result.model() and the stored arrays."""
+    res, cfg = noisy_run, noisy_run.config
+    mn = D.load_mnist()
+    k = cfg.eval_size
+    model = res.model()
+    with torch.no_grad():
+        pred = lambda xs: model(torch.from_numpy(D.standardize(xs))).argmax(1).numpy()  # noqa: E731
+        p_train = pred(mn.x_train[res.train_idx])
+        logits = model(torch.from_numpy(D.standardize(mn.x_train[res.train_idx])))
+        p_test = pred(mn.x_test[:k])
+        p_val = pred(mn.x_val[:k])
+        p_shift = pred(D.shifted_test(cfg.shift_degrees, cfg.seed)[:k])
+    c = res.corrupted
+    expected = dict(
+        loss=F.cross_entropy(logits, torch.from_numpy(res.labels)).item(),
+        train_acc=(p_train == res.labels).mean(),
+        train_acc_clean=(p_train == res.labels)[~c].mean(),
+        train_acc_corrupted_noisy=(p_train == res.labels)[c].mean(),
+        train_acc_corrupted_true=(p_train == res.true_labels)[c].mean(),
+        val_acc=(p_val == mn.y_val[:k]).mean(),
+        test_acc=(p_test == mn.y_test[:k]).mean(),
+        shift_acc=(p_shift == mn.y_test[:k]).mean(),
+    )
+    for m in METRICS:
+        assert res.final(m) == pytest.approx(expected[m], rel=1e-5, abs=1e-6), m
+
+
+# ---------------------------------------------------------------- tiny smoke runs: shapes and ranges
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+@pytest.mark.parametrize("rep_epochs,checkpoints", [("all", [0, 1, 2]), ("ends", [0, 2]), ("none", [])])
+def test_result_shapes(depth, rep_epochs, checkpoints):
+    """Every array of a tiny run has the documented shape and dtype."""
+    cfg = tiny(depth=depth, rep_epochs=rep_epochs)
+    res = train(cfg)
+    steps = 4 * cfg.epochs
+    assert set(res.history) == set(METRICS)
+    for m in METRICS:
+        assert res.history[m].shape == (cfg.epochs + 1,) and res.history[m].dtype == np.float64
+    assert res.grad_w.shape == res.grad_b.shape == (steps, depth + 1)
+    assert res.grad_w.dtype == res.grad_b.dtype == np.float32
+    assert res.batch_loss.shape == (steps,) and res.batch_loss.dtype == np.float32
+    assert res.step_epoch.dtype == np.int32 and res.step_epoch.tolist() == [1] * 4 + [2] * 4
+    assert res.rep_epochs.dtype == np.int32 and res.rep_epochs.tolist() == checkpoints
+    expected_reps = [] if rep_epochs == "none" else [f"hidden{j}" for j in range(1, depth + 1)]
+    assert list(res.reps) == expected_reps
+    for r in res.reps.values():
+        assert r.shape == (len(checkpoints), cfg.probe_size, cfg.width) and r.dtype == np.float16
+        assert (r >= 0).all() and np.isfinite(r).all() and r.any()
+    assert res.probe_idx.shape == (cfg.probe_size,) and len(np.unique(res.probe_idx)) == cfg.probe_size
+    assert res.probe_idx.max() < 10_000
+    for name in ("train_idx", "labels", "true_labels", "corrupted"):
+        assert getattr(res, name).shape == (cfg.n_train,), name
+    assert res.labels.dtype == res.true_labels.dtype == np.int64 and res.corrupted.dtype == bool
+    assert res.layer_names == layer_names(depth)
+    assert [k for k in res.weights] == [f"layers.{i}.{p}" for i in range(depth + 1) for p in ("weight", "bias")]
+    assert all(v.dtype == np.float32 for v in res.weights.values())
+    assert res.seconds > 0 and res.cached is False and res.meta["device"] == "cpu"
+
+
+def test_rep_layers_subset():
+    """rep_layers picks which hidden layers are recorded."""
+    res = train(tiny(depth=3, rep_layers=(3, 1)))
+    assert list(res.reps) == ["hidden1", "hidden3"]
+
+
+def test_steps_with_a_short_last_batch():
+    """n_train not a multiple of batch_size: ceil(n / bs) steps per epoch."""
+    res = train(tiny(n_train=130, batch_size=64, epochs=3))
+    assert res.step_epoch.tolist() == [1] * 3 + [2] * 3 + [3] * 3
+
+
+def test_metrics_in_range_and_consistent(noisy_run):
+    """Accuracies lie in [0, 1]; train_acc is the clean/corrupted mix; the corrupted mask matches the labels."""
+    res = noisy_run
+    for m in METRICS[1:]:
+        assert np.all((res.history[m] >= 0) & (res.history[m] <= 1)), m
+    assert np.all(res.history["loss"] > 0) and np.isfinite(res.grad_w).all()
+    assert np.array_equal(res.corrupted, res.labels != res.true_labels)
+    assert res.corrupted.sum() == round(0.3 * res.config.n_train)
+    f = res.corrupted.mean()
+    mix = (1 - f) * res.history["train_acc_clean"] + f * res.history["train_acc_corrupted_noisy"]
+    np.testing.assert_allclose(res.history["train_acc"], mix, atol=1e-5)
+    assert res.history["loss"][-1] < res.history["loss"][0]  # it learned something
+
+
+def test_model_reproduces_weights_and_predictions(noisy_run):
+    """result.model() holds the stored weights and predicts like the trained network."""
+    res = noisy_run
+    m = res.model()
+    assert isinstance(m, MLP) and not m.training
+    for k, v in m.state_dict().items():
+        assert np.array_equal(v.numpy(), res.weights[k])
+    mn = D.load_mnist()
+    x = torch.from_numpy(D.standardize(mn.x_test[res.probe_idx]))
+    with torch.no_grad():
+        hs, _ = m.hidden(x)
+    for j, h in enumerate(hs, start=1):
+        np.testing.assert_allclose(res.reps[f"hidden{j}"][-1].astype(np.float32), h.numpy(), rtol=2e-3, atol=1e-3)
+
+
+def test_summary(noisy_run):
+    """summary(): final metrics (rounded), epochs, seconds, cached; JSON-ready."""
+    import json
+
+    s = noisy_run.summary()
+    assert list(s) == list(METRICS) + ["epochs", "seconds", "cached"]
+    assert s["epochs"] == 2 and s["cached"] is False and s["seconds"] >= 0
+    for m in METRICS:
+        assert s[m] == round(noisy_run.final(m), 6)
+    assert json.loads(json.dumps(s)) == s
+
+
+# ---------------------------------------------------------------- edge cases
+
+
+@pytest.mark.parametrize("kind", ["symmetric", "uniform"])
+@pytest.mark.parametrize("noise", [0.0, 1.0])
+def test_noise_extremes(kind, noise):
+    """noise 0: nothing corrupted (corrupted metrics NaN); noise 1 symmetric: every label wrong (clean metric NaN)."""
+    res = train(tiny(noise=noise, noise_kind=kind, depth=1))
+    h = res.history
+    assert np.array_equal(res.corrupted, res.labels != res.true_labels)
+    if noise == 0:
+        assert not res.corrupted.any()
+        assert np.isnan(h["train_acc_corrupted_noisy"]).all() and np.isnan(h["train_acc_corrupted_true"]).all()
+        np.testing.assert_array_equal(h["train_acc_clean"], h["train_acc"])
+        assert res.summary()["train_acc_corrupted_noisy"] is None
+    elif kind == "symmetric":
+        assert res.corrupted.all()
+        assert np.isnan(h["train_acc_clean"]).all()
+        np.testing.assert_array_equal(h["train_acc_corrupted_noisy"], h["train_acc"])
+        assert res.summary()["train_acc_clean"] is None
+    else:  # uniform, p = 1: about 90% end up wrong, both groups exist
+        assert 0.8 < res.corrupted.mean() < 0.97
+        for m in ("train_acc_clean", "train_acc_corrupted_noisy", "train_acc_corrupted_true"):
+            assert np.isfinite(h[m]).all(), m
+    for m in ("loss", "train_acc", "val_acc", "test_acc", "shift_acc"):
+        assert np.isfinite(h[m]).all(), m
+
+
+@pytest.mark.parametrize("init", INITS)
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_every_init_and_optimizer_trains(init, optimizer):
+    """Every init x optimizer runs, stays finite and lowers the training loss."""
+    res = train(tiny(init=init, optimizer=optimizer, depth=1, epochs=3))
+    assert np.isfinite(res.grad_w).all() and all(np.isfinite(v).all() for v in res.weights.values())
+    assert res.history["loss"][-1] < res.history["loss"][0]
+
+
+def test_smallest_config():
+    """One training image, batch 1, depth 1, width 1, one probe and one eval image still run."""
+    res = train(RunConfig(n_train=1, batch_size=1, depth=1, width=1, epochs=1, probe_size=1, eval_size=1, device="cpu"))
+    assert res.grad_w.shape == (1, 2) and res.reps["hidden1"].shape == (2, 1, 1)
+    assert res.history["val_acc"][-1] in (0.0, 1.0)
+
+
+def test_pick_device():
+    """'auto' picks CUDA only when present; 'cuda' without a GPU is refused with a ValueError."""
+    assert pick_device("cpu") == torch.device("cpu")
+    assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="cuda"):
+            pick_device("cuda")
+
+
+def test_progress_bar_does_not_change_results(capsys):
+    """progress=True shows a bar but trains exactly the same run."""
+    a, b = train(tiny(progress=True)), train(tiny(progress=False))
+    assert_same_result(a, b)
+
+
+# ---------------------------------------------------------------- determinism and randomness split by purpose
+
+
+def test_same_config_is_bit_identical():
+    """Two runs of one config give bit-identical arrays, weights and representations."""
+    cfg = tiny(noise=0.2, depth=3)
+    assert_same_result(train(cfg), train(cfg))
+
+
+def test_different_seeds_differ():
+    """Another seed changes subset, noise, init, batches and probe set."""
+    a, b = train(tiny(noise=0.2)), train(tiny(noise=0.2, seed=1))
+    for name in ("train_idx", "corrupted", "probe_idx", "grad_w"):
+        assert not np.array_equal(getattr(a, name), getattr(b, name)), name
+    assert not np.array_equal(a.weights["layers.0.weight"], b.weights["layers.0.weight"])
+
+
+@pytest.mark.parametrize("changes", [dict(noise=0.5), dict(noise=0.5, noise_kind="uniform"), dict(n_train=320),
+                                     dict(optimizer="sgd"), dict(batch_size=32), dict(epochs=1)], ids=str)
+def test_init_and_probe_do_not_depend_on_other_fields(changes):
+    """Changing noise, subset size, optimizer, batches or epochs leaves the init (epoch-0 reps and eval) and the probe set alone."""
+    a, b = train(tiny()), train(tiny(**changes))
+    assert np.array_equal(a.probe_idx, b.probe_idx)
+    for k in a.reps:
+        assert np.array_equal(a.reps[k][0], b.reps[k][0]), k
+    for m in ("val_acc", "test_acc", "shift_acc"):
+        assert a.history[m][0] == b.history[m][0], m
+
+
+def test_noise_does_not_change_the_subset_or_batches():
+    """Changing only the noise keeps the training subset and its true labels; only the given labels change."""
+    a, b = train(tiny()), train(tiny(noise=0.4))
+    assert np.array_equal(a.train_idx, b.train_idx) and np.array_equal(a.true_labels, b.true_labels)
+    assert not np.array_equal(a.labels, b.labels)
+
+
+def test_fewer_epochs_is_a_prefix():
+    """A 1-epoch run is exactly the first epoch of the 2-epoch run."""
+    a, b = train(tiny(epochs=1, noise=0.2)), train(tiny(epochs=2, noise=0.2))
+    assert np.array_equal(a.grad_w, b.grad_w[:4]) and np.array_equal(a.batch_loss, b.batch_loss[:4])
+    for m in METRICS:
+        assert np.array_equal(a.history[m], b.history[m][:2], equal_nan=True), m
+    for k in a.reps:
+        assert np.array_equal(a.reps[k], b.reps[k][:2])
+
+
+@pytest.mark.parametrize("changes", [dict(rep_epochs="none"), dict(rep_epochs="ends"), dict(rep_layers=(2,)),
+                                     dict(probe_size=7), dict(eval_size=13), dict(shift_degrees=0.0)], ids=str)
+def test_recording_does_not_perturb_training(changes):
+    """What is recorded (reps, probe and eval sizes, shift) never changes the training trajectory."""
+    a, b = train(tiny(noise=0.2)), train(tiny(noise=0.2, **changes))
+    assert np.array_equal(a.grad_w, b.grad_w) and np.array_equal(a.batch_loss, b.batch_loss)
+    for k in a.weights:
+        assert np.array_equal(a.weights[k], b.weights[k]), k
+
+
+def test_results_do_not_depend_on_the_global_seed():
+    """torch.manual_seed / np.random.seed before train() do not change the run."""
+    torch.manual_seed(123)
+    np.random.seed(123)
+    a = train(tiny(noise=0.2))
+    torch.manual_seed(7)
+    np.random.seed(7)
+    assert_same_result(a, train(tiny(noise=0.2)))
+
+
+def test_numpy_global_rng_untouched():
+    """train() does not draw from NumPy's global RNG."""
+    before = np.random.get_state()
+    train(tiny(noise=0.2))
+    after = np.random.get_state()
+    assert before[0] == after[0] and np.array_equal(before[1], after[1]) and before[2:] == after[2:]
+
+
+def test_torch_global_rng_untouched():
+    """train() does not draw from torch's global RNG (so it cannot shift a user's own random stream)."""
+    before = torch.get_rng_state()
+    train(tiny(noise=0.2))
+    assert torch.equal(before, torch.get_rng_state())

@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         cfg = config_from_pairs(args.pairs)
+        from .train import pick_device
+
+        pick_device(cfg.device)  # device=cuda on a machine without one: a clear error, before anything is written
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -5,6 +5,8 @@ import dataclasses
 import hashlib
 import json
 import math
+import numbers
+import operator
 from dataclasses import dataclass
 
 N_TRAIN_MAX = 50_000  # images in the MNIST training split
@@ -22,6 +24,16 @@ DEFAULT_LR = {"sgd": 0.05, "momentum": 0.01, "adam": 1e-3}
 
 def _fail(name, value, allowed):
     raise ValueError(f"RunConfig.{name}={value!r} is not allowed: {allowed}")
+
+
+def _as_int(value):
+    """NumPy and other integer types as int (bools are not integers here); anything else unchanged."""
+    if isinstance(value, bool):
+        return value
+    try:
+        return operator.index(value)
+    except TypeError:
+        return value
 
 
 def _int_in(name, value, lo, hi=None):
@@ -65,6 +77,14 @@ class RunConfig:
     progress: bool | None = None  # tqdm bar; None: only for long runs. Not part of the cache key
 
     def __post_init__(self):
+        for f in ("n_train", "depth", "width", "batch_size", "epochs", "seed", "probe_size", "eval_size"):
+            object.__setattr__(self, f, _as_int(getattr(self, f)))
+        for f in ("noise", "lr", "stop_at", "shift_degrees"):  # NumPy floats as float
+            v = getattr(self, f)
+            if isinstance(v, numbers.Real) and not isinstance(v, (bool, int, float)):
+                object.__setattr__(self, f, float(v))
+        if isinstance(self.rep_layers, (list, tuple)):
+            object.__setattr__(self, "rep_layers", tuple(_as_int(k) for k in self.rep_layers))
         _int_in("n_train", self.n_train, 1, N_TRAIN_MAX)
         if isinstance(self.noise, bool) or not isinstance(self.noise, (int, float)) or not 0.0 <= self.noise <= 1.0:
             _fail("noise", self.noise, "a number in [0, 1]")
@@ -167,6 +187,6 @@ def config_from_pairs(pairs, base: RunConfig | None = None) -> RunConfig:
         if "=" not in pair:
             raise ValueError(f"expected key=value, got {pair!r}; keys: {', '.join(FIELD_TYPES)}")
         k, v = pair.split("=", 1)
-        changes[k.strip()] = parse_value(k.strip(), v)
+        changes[k.strip()] = parse_value(k.strip(), v.strip())
     base = base or RunConfig()
     return base.replace(**changes)

@@ -36,6 +36,9 @@ def atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; a shared cache wants the usual permissions
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -148,13 +151,16 @@ def _cache_file() -> Path:
     return cache_dir() / "mnist" / f"mnist-uint8-v{_CACHE_VERSION}.npz"
 
 
-@functools.lru_cache(maxsize=4)
 def load_mnist(source: str | None = None) -> MNIST:
-    """MNIST as uint8 splits: from `source` (an idx folder), $MEMLIB_MNIST_DIR, or the bundled copy."""
-    source = source or os.environ.get(MNIST_DIR_ENV) or None
+    """MNIST as uint8 splits: from `source` (an idx folder), $MEMLIB_MNIST_DIR, or the bundled copy (cached as uint8)."""
+    return _load_mnist(source or os.environ.get(MNIST_DIR_ENV) or None, _cache_file())
+
+
+@functools.lru_cache(maxsize=4)
+def _load_mnist(source: str | None, path: Path) -> MNIST:
+    """load_mnist's cached worker: keyed by the resolved source and cache file, so environment changes are seen."""
     if source:
         return read_torchvision_folder(source)
-    path = _cache_file()
     if path.exists():
         try:
             with np.load(path, allow_pickle=False) as z:
@@ -166,6 +172,9 @@ def load_mnist(source: str | None = None) -> MNIST:
     data = read_mnist_pickle(_packaged_file())
     atomic_write(path, lambda f: np.savez(f, **data.__dict__))
     return data
+
+
+load_mnist.cache_clear = _load_mnist.cache_clear  # forget loaded copies (tests switch caches)
 
 
 # ---------------------------------------------------------------- subsets and label noise
@@ -223,10 +232,15 @@ def rotate_images(x: np.ndarray, angles: np.ndarray) -> np.ndarray:
     return out.reshape(len(imgs), 784).numpy()
 
 
-@functools.lru_cache(maxsize=8)
 def shifted_test(degrees: float, seed: int, source: str | None = None) -> np.ndarray:
     """The test images rotated within +/- degrees, rounded to uint8 [10000, 784]; cached on disk."""
-    path = cache_dir() / "mnist" / f"test-rotated-{degrees:g}deg-seed{seed}-v{_CACHE_VERSION}.npy"
+    source = source or os.environ.get(MNIST_DIR_ENV) or None
+    return _shifted_test(float(degrees), int(seed), source, cache_dir() / "mnist" / f"test-rotated-{degrees:g}deg-seed{seed}-v{_CACHE_VERSION}.npy")
+
+
+@functools.lru_cache(maxsize=8)
+def _shifted_test(degrees: float, seed: int, source: str | None, path: Path) -> np.ndarray:
+    """shifted_test's cached worker, keyed by the resolved source and cache file."""
     if source is None and path.exists():
         try:
             return np.load(path, allow_pickle=False)
@@ -237,6 +251,9 @@ def shifted_test(degrees: float, seed: int, source: str | None = None) -> np.nda
     if source is None:
         atomic_write(path, lambda f: np.save(f, out))
     return out
+
+
+shifted_test.cache_clear = _shifted_test.cache_clear
 
 
 def standardize(x_uint8) -> "np.ndarray":

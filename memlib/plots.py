@@ -316,12 +316,14 @@ def probe_bars(table: dict, ax, highlight: str | None = None) -> Figure:
 
 @styled
 def probes_vs_noise(tables: dict, ax) -> Figure:
-    """Best-layer probe accuracies and the network's test accuracy against label corruption p; tables {p: [table per seed]}."""
+    """Best-hidden-layer probe accuracies, MASC on the raw input, and the network's test accuracy against corruption p."""
     ps = sorted(tables)
     model = [[t["model_test_acc"] for t in tables[p]] for p in ps]  # [p][seed]
     band(ax, ps, np.array(model).T, "#000000", "the network's own test accuracy", ls="--", marker="o")
     for probe, c in PROBE_COLORS.items():
-        best = [[max(t["layers"][k][probe] for k in t["layers"]) for t in tables[p]] for p in ps]
-        band(ax, ps, np.array(best).T, c, PROBE_LABELS[probe] + " (best layer)", marker="o")
+        best = [[max(v[probe] for k, v in t["layers"].items() if k != "input") for t in tables[p]] for p in ps]
+        band(ax, ps, np.array(best).T, c, PROBE_LABELS[probe] + " (best hidden layer)", marker="o")
+    raw = [[t["layers"]["input"]["masc_corrupted"] for t in tables[p]] for p in ps]
+    band(ax, ps, np.array(raw).T, "#999999", "MASC on the raw input (baseline)", ls=":")
     ax.set_ylim(0, 1.0)
     return _finish(ax, "label corruption p", "test accuracy on true labels")

@@ -431,11 +431,12 @@ def probe_run(cfg: RunConfig, variance: float = 0.99) -> tuple[RunResult, dict]:
     return res, table
 
 
-def best_layer(table: dict, probe: str = "masc_corrupted") -> tuple[str, float]:
-    """(layer, accuracy) of the layer where a probe scores best."""
+def best_layer(table: dict, probe: str = "masc_corrupted", hidden_only: bool = True) -> tuple[str, float]:
+    """(layer, accuracy) of the layer where a probe scores best; hidden_only leaves out the raw input (not learned)."""
     if probe not in PROBES:
         raise ValueError(f"probe={probe!r} is not allowed: one of {', '.join(PROBES)}")
-    name = max(table["layers"], key=lambda k: table["layers"][k][probe])
+    names = [k for k in table["layers"] if not (hidden_only and k == "input")]
+    name = max(names, key=lambda k: table["layers"][k][probe])
     return name, float(table["layers"][name][probe])
 
 

@@ -110,9 +110,11 @@ def masc_table(tables: dict) -> Table:
         cells = [spread([t["model_test_acc"] for t in ts]).fmt(3)]
         for probe in PROBES:
             cells.append(spread([best_layer(t, probe)[1] for t in ts]).fmt(3))
+        cells.append(spread([t["layers"]["input"]["masc_corrupted"] for t in ts]).fmt(3))
         layers = sorted({best_layer(t)[0] for t in ts})
         rows.append((f"{p:.1f}", *cells, ", ".join(layers)))
-    return Table(rows, ("p", "network", "MASC corrupted", "MASC true", "nearest mean", "linear", "best MASC layer(s)"))
+    return Table(rows, ("p", "network", "MASC corrupted", "MASC true", "nearest mean", "linear",
+                        "MASC corrupted on raw input", "best MASC hidden layer(s)"))
 
 
 def relabel_table(rows: list[tuple]) -> Table:

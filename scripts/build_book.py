@@ -7,7 +7,9 @@
 Every chapter notebook chapters/NN-slug.ipynb (sorted by file name) is executed headlessly with
 papermill, with one parameter, `mode` ('quick' | 'standard' | 'full'), injected after the chapter's
 cell tagged `parameters`. Then the book's sources are assembled in a staging folder and Jupyter
-Book builds the HTML with warnings as errors.
+Book builds the HTML with warnings as errors. While staging, scripts/book_pages.py writes the pages
+computed from this build (evidence map, disagreements, course-plan timings, reproducibility) into
+the staged book/_generated/, which the committed book/*.md pages {include}.
 
 Layout (under --build-dir, default _build/):
 
@@ -316,6 +318,11 @@ def execute_chapters(todo: list[Path], paths: dict, mode: str, memlib: str, jobs
         finally:
             shutil.rmtree(tmpdir, ignore_errors=True)
 
+    # Longest first (by the last build's times): the slowest chapter does not start last and run alone.
+    def last_seconds(nb: Path) -> float:
+        return read_stamp(paths["exec_chapters"] / f"{nb.stem}.stamp.json").get("seconds", 0.0)
+
+    todo = sorted(todo, key=last_seconds, reverse=True)
     pool = ThreadPoolExecutor(max_workers=max(1, min(jobs, len(todo))))
     try:
         futures = [pool.submit(one, nb) for nb in todo]
@@ -420,9 +427,11 @@ def staged_toc(toc: dict, present: list[str]) -> tuple[dict, list[str]]:
 
 # --------------------------------------------------------------------------- staging and HTML
 
-def stage(paths: dict, chapters: list[Path]) -> list[str]:
+def stage(paths: dict, chapters: list[Path], mode: str) -> list[str]:
     """Assemble the book's sources in the staging folder; returns notes about the toc."""
     import yaml
+
+    import book_pages
 
     staging = paths["staging"]
     if staging.exists():
@@ -436,6 +445,10 @@ def stage(paths: dict, chapters: list[Path]) -> list[str]:
         hide_parameter_cells(nb)
     shutil.copytree(vendor_assets.STATIC, staging / "_vendor", ignore=shutil.ignore_patterns("manifest.json"))
     shutil.copytree(ROOT / "scripts" / "assets", staging / "_vendor", dirs_exist_ok=True, ignore=ignore)
+    # Pages computed from this build (evidence map, disagreements, course plan, reproducibility), written
+    # into the staged book/_generated/ (the committed pages {include} them) before the toc is checked.
+    book_pages.generate(staging, paths["exec_chapters"], paths["exec"].parent.parent, mode,
+                        [nb.stem for nb in chapters])
 
     toc_path = ROOT / "_toc.yml"
     try:
@@ -653,7 +666,7 @@ def main(argv=None) -> int:
                 + ". No HTML was built; the previous book, if any, is unchanged.", err=True)
             return 1
         if not args.no_html:
-            for note in stage(paths, chapters):
+            for note in stage(paths, chapters, args.mode):
                 say(f"[book] note: {note}")
             if not build_html(paths, args.force):
                 return 1

@@ -71,7 +71,8 @@ def test_probe_run_caches_its_table(make_cfg):
     again = PR.probe_run(cfg)[1]
     assert again == table
     layer, acc = PR.best_layer(table)
-    assert acc == max(v["masc_corrupted"] for v in table["layers"].values())
+    assert layer != "input" and acc == max(v["masc_corrupted"] for k, v in table["layers"].items() if k != "input")
+    assert PR.best_layer(table, hidden_only=False)[1] == max(v["masc_corrupted"] for v in table["layers"].values())
     relabeled = PR.masc_relabel(res, layer)
     assert relabeled.shape == res.labels.shape and relabeled.min() >= 0 and relabeled.max() <= 9
     with pytest.raises(ValueError, match="probe"):

@@ -228,7 +228,9 @@ def fit_decomposition(runs: list[RunResult], ax) -> Figure:
     for metric, c, ls in parts:
         band(ax, x, [r.history[metric] for r in runs], c, METRIC_LABELS[metric], ls=ls)
     ax.set_ylim(-0.02, 1.02)
-    return _finish(ax, "epoch", "accuracy")
+    _finish(ax, "epoch", "accuracy", legend=False)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: the curves cross the whole panel
+    return ax.figure
 
 
 @styled

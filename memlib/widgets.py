@@ -51,6 +51,7 @@ class Explorer:
             s.observe(self._changed, names="value")
         self.widget = W.VBox([W.HBox([*self.sliders.values(), *self.views.values()], layout=W.Layout(flex_flow="row wrap")),
                               self.status, self.image])
+        self.widget.add_class("memlib-live-explorer")
         self.update(background=False)
 
     def configs(self) -> list[RunConfig]:
@@ -102,3 +103,49 @@ class Explorer:
         from IPython.display import display
 
         display(self.widget)
+
+
+def static_explorer(grid: dict, controls: dict[str, list], draw: Draw, width: float = 4.2, height: float = 3.2,
+                    ncols: int = 1):
+    """Sliders over precomputed figures that work in the published page without a kernel.
+
+    grid maps a tuple of control values (in the order of `controls`) to what draw receives (e.g. the runs of that
+    setting); one PNG is drawn per grid point, held in nested Stack widgets whose selected_index is jslinked to the
+    sliders, so the browser switches images by itself. At most two controls.
+    """
+    names = list(controls)
+    if not 1 <= len(names) <= 2:
+        raise ValueError(f"controls: one or two are supported, got {names}")
+    missing = [k for k in _product(controls) if k not in grid]
+    if missing:
+        raise ValueError(f"grid has no entry for {missing[0]} (needed for every combination of {names})")
+    fig, axes = figure(ncols=ncols, width=width, height=height)
+
+    def image(key):
+        for ax in axes:
+            ax.clear()
+        draw(axes, grid[key])
+        return W.Image(value=_png(fig), format="png", layout=W.Layout(max_width=f"{int(100 * width * ncols)}px"))
+
+    sliders = [W.SelectionSlider(options=[str(v) if n != "noise" else f"{v:.0%}" for v in controls[n]], description=n,
+                                 style={"description_width": "80px"}, layout=W.Layout(width="360px")) for n in names]
+    if len(names) == 1:
+        stack = W.Stack([image((v,)) for v in controls[names[0]]], selected_index=0)
+        W.jslink((sliders[0], "index"), (stack, "selected_index"))
+    else:
+        inner = []
+        for a in controls[names[0]]:
+            s = W.Stack([image((a, b)) for b in controls[names[1]]], selected_index=0)
+            W.jslink((sliders[1], "index"), (s, "selected_index"))
+            inner.append(s)
+        stack = W.Stack(inner, selected_index=0)
+        W.jslink((sliders[0], "index"), (stack, "selected_index"))
+    box = W.VBox([W.HBox(sliders, layout=W.Layout(flex_flow="row wrap")), stack])
+    box.add_class("memlib-static-explorer")  # the browser test moves these sliders and expects a new image
+    return box
+
+
+def _product(controls: dict[str, list]) -> list[tuple]:
+    import itertools
+
+    return list(itertools.product(*controls.values()))

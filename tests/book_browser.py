@@ -113,6 +113,8 @@ class PageReport:
     math: int = 0
     math_problems: list[str] = field(default_factory=list)
     images: int = 0
+    explorers: int = 0  # static explorers whose every slider was moved
+    explorer_problems: list[str] = field(default_factory=list)
     screenshot: str | None = None
 
     def problems(self) -> list[str]:
@@ -123,7 +125,8 @@ class PageReport:
                              ("uncaught page errors", self.page_errors),
                              ("images that did not load", self.broken_images),
                              ("widget areas not rendered", self.widget_problems),
-                             ("math not typeset", self.math_problems)]:
+                             ("math not typeset", self.math_problems),
+                             ("static explorers that did not change their figure", self.explorer_problems)]:
             if items:
                 out.append(f"{label} ({len(items)}):\n" + "\n".join(f"    {i}" for i in items[:15]))
         return out
@@ -238,9 +241,38 @@ def check_page(context, html: Path, page: str, screenshot_dir: Path | None, time
             shot = screenshot_dir / screenshot_name(page)
             tab.screenshot(path=str(shot), full_page=True)
             rep.screenshot = str(shot)
+        rep.explorers, rep.explorer_problems = move_static_explorers(tab)  # after the screenshot: it shows the defaults
     finally:
         tab.close()
     return rep
+
+
+VISIBLE_IMAGE_JS = """(box) => {
+  const img = [...box.querySelectorAll('img')].find(i => i.offsetParent !== null && i.complete && i.naturalWidth > 0);
+  return img ? img.src : null;
+}"""
+
+
+def move_static_explorers(tab) -> tuple[int, list[str]]:
+    """Move every slider of every static explorer one step (focus + ArrowRight) and check the shown image changes."""
+    problems, moved = [], 0
+    boxes = tab.query_selector_all(".memlib-static-explorer")
+    for i, box in enumerate(boxes, start=1):
+        handles = box.query_selector_all(".noUi-handle")
+        if not handles:
+            problems.append(f"static explorer {i}: no slider rendered")
+            continue
+        for j, handle in enumerate(handles, start=1):
+            before = box.evaluate(VISIBLE_IMAGE_JS)
+            handle.focus()
+            handle.press("ArrowRight")
+            try:
+                tab.wait_for_function(f"([box, before]) => ({VISIBLE_IMAGE_JS})(box) !== before && ({VISIBLE_IMAGE_JS})(box) !== null",
+                                      arg=[box, before], timeout=5_000)
+            except Exception:  # noqa: BLE001 - reported
+                problems.append(f"static explorer {i}, slider {j}: the image did not change after ArrowRight")
+        moved += 1
+    return moved, problems
 
 
 class Browser:
@@ -295,7 +327,7 @@ def main(argv=None) -> int:
             rep = b.check(args.html, page, shots)
             probs = rep.problems()
             bad += bool(probs)
-            print(f"{'FAIL' if probs else 'ok  '} {page}: {rep.widgets} widgets, {rep.math} math, "
+            print(f"{'FAIL' if probs else 'ok  '} {page}: {rep.widgets} widgets ({rep.explorers} static explorers moved), {rep.math} math, "
                   f"{rep.images} images -> {rep.screenshot}")
             for p in probs:
                 print("  " + p)

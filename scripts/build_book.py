@@ -21,6 +21,7 @@ Layout (under --build-dir, default _build/):
     _build/executed/<mode>/chapters/NN-slug.ipynb         the executed copy (outputs, widget state)
     _build/executed/<mode>/chapters/NN-slug.stamp.json    what it was executed from, and how long it took
     _build/executed/<mode>/timings.json                   {"mode", "chapters": {NN-slug: seconds}, "total"}
+    _build/executed/<mode>/environment.json               packages, hardware, commit (when chapters last executed)
     _build/executed/<mode>/logs/NN-slug.log                the kernel run's log
     _build/executed/<mode>/failed/NN-slug.ipynb            a failed run, with the error, for inspection
 
@@ -55,6 +56,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
+import book_pages  # noqa: E402
 import vendor_assets  # noqa: E402
 
 MODES = ("quick", "standard", "full")
@@ -431,8 +433,6 @@ def stage(paths: dict, chapters: list[Path], mode: str) -> list[str]:
     """Assemble the book's sources in the staging folder; returns notes about the toc."""
     import yaml
 
-    import book_pages
-
     staging = paths["staging"]
     if staging.exists():
         shutil.rmtree(staging)
@@ -658,6 +658,9 @@ def main(argv=None) -> int:
         failed = execute_chapters(todo, paths, args.mode, memlib, args.jobs, threads, args.cell_timeout,
                                   args.keep_going) if todo else []
         timings = write_timings(chapters, paths, args.mode)
+        if todo or not (paths["exec"] / book_pages.ENV_FILE).is_file():
+            # what the chapters ran with (packages, hardware, commit), for the reproducibility page
+            book_pages.record_environment(paths["exec"])
         if failed:
             not_run = [nb.stem for nb in todo if nb.stem not in failed
                        and not (paths["exec_chapters"] / nb.name).is_file()]

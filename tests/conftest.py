@@ -8,15 +8,8 @@ from pathlib import Path
 import pytest
 
 import memlib.data as D
-from memlib.config import RunConfig
 
-# The tiny config of the smoke tests: trains in well under a second on a CPU.
-TINY = dict(n_train=256, epochs=2, depth=2, width=16, probe_size=50, eval_size=200, batch_size=64, device="cpu")
-
-
-def tiny(**changes) -> RunConfig:
-    """The tiny smoke-test config with some fields changed."""
-    return RunConfig(**{**TINY, **changes})
+from helpers import tiny
 
 
 def _seed_cache(target: Path, source: Path) -> None:

@@ -9,30 +9,9 @@ import pytest
 
 import memlib.cache as C
 import memlib.data as D
-from memlib.config import RunConfig
 from memlib.train import RunResult, train
 
-TINY = dict(n_train=256, epochs=2, depth=2, width=16, probe_size=50, eval_size=200, batch_size=64, device="cpu")
-ARRAYS = ("grad_w", "grad_b", "batch_loss", "step_epoch", "rep_epochs", "probe_idx", "train_idx", "labels",
-          "true_labels", "corrupted")
-
-
-def tiny(**changes) -> RunConfig:
-    """The tiny config with some fields changed."""
-    return RunConfig(**{**TINY, **changes})
-
-
-def assert_same_result(a: RunResult, b: RunResult) -> None:
-    """Every array of two runs is bit-identical (NaNs in the same places), configs equal."""
-    assert a.config.key() == b.config.key()
-    for name in ARRAYS:
-        x, y = getattr(a, name), getattr(b, name)
-        assert x.dtype == y.dtype and x.shape == y.shape and np.array_equal(x, y), name
-    for group in ("history", "reps", "weights"):
-        ga, gb = getattr(a, group), getattr(b, group)
-        assert sorted(ga) == sorted(gb), group
-        for k in ga:
-            assert ga[k].dtype == gb[k].dtype and np.array_equal(ga[k], gb[k], equal_nan=True), f"{group}/{k}"
+from helpers import assert_same_result, tiny  # tests/ is on sys.path under pytest
 
 
 @pytest.fixture(scope="module")

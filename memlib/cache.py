@@ -1,6 +1,7 @@
 """Runs on disk, keyed by config and code version; .npz files (no pickle), atomic writes."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import functools
@@ -11,12 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .batched import group_by_shape, train_many
 from .config import RunConfig
 from .data import atomic_write, cache_dir
 from .train import RunResult, train
 
-# Modules whose code changes what a run produces; their source is hashed into every key.
-_RESULT_MODULES = ("config", "data", "models", "rng", "train")
+# Modules whose code changes what a run produces; their source is hashed into every key. batched trains the runs
+# of run_many, bit-identical to train()'s, but a change to it must not be able to hide behind an old file.
+_RESULT_MODULES = ("config", "data", "models", "rng", "train", "batched")
 FORMAT = 1
 
 
@@ -85,13 +88,15 @@ def load(cfg: RunConfig, path: Path | None = None) -> RunResult:
     return from_arrays(arrays, cfg)
 
 
-def run(cfg: RunConfig, *, cache: bool = True, source: str | None = None, labels: np.ndarray | None = None) -> RunResult:
+def run(cfg: RunConfig, *, cache: bool = True, source: str | None = None, labels: np.ndarray | None = None,
+        on_epoch=None) -> RunResult:
     """The door every chapter, widget and command uses: the cached run for cfg, trained if needed.
 
     labels: train on these instead of the config's noisy labels (cached separately, keyed by their hash).
+    on_epoch: passed to train() when the run is trained here (live frames, cancellation); unused for a cached run.
     """
     if not cache or source is not None:
-        return train(cfg, source, labels)
+        return train(cfg, source, labels, on_epoch)
     path = run_path(cfg, labels)
     if path.exists():
         got = _try_load(cfg, path)
@@ -102,7 +107,7 @@ def run(cfg: RunConfig, *, cache: bool = True, source: str | None = None, labels
             got = _try_load(cfg, path)
             if got is not None:
                 return got
-        res = train(cfg, labels=labels)
+        res = train(cfg, labels=labels, on_epoch=on_epoch)
         save(res, path)
     return res
 
@@ -132,14 +137,59 @@ class _locked:
         self.fd.close()
 
 
-def run_many(cfgs, **kw) -> list[RunResult]:
-    """run() for each config, in order."""
-    return [run(c, **kw) for c in cfgs]
+def run_many(cfgs, *, cache: bool = True, source: str | None = None, labels: np.ndarray | None = None) -> list[RunResult]:
+    """run() for each config, in order; the ones not cached yet are trained together.
+
+    Configs of one shape (memlib.batched.SHAPE_FIELDS) are trained in lockstep by memlib.batched.train_many,
+    whose runs are bit-identical to train()'s, so a run is the same whether it came from run() or from here.
+    Each new run is written atomically under the same per-run lock run() takes.
+    """
+    cfgs = list(cfgs)
+    if labels is not None:  # one labels array for every config: rare, one by one
+        return [run(c, cache=cache, source=source, labels=labels) for c in cfgs]
+    out: list[RunResult | None] = [None] * len(cfgs)
+    if not cache or source is not None:
+        for idx in group_by_shape(cfgs):
+            for i, res in zip(idx, train_many([cfgs[i] for i in idx], source)):
+                out[i] = res
+        return out
+    todo: dict[Path, list[int]] = {}  # uncached file -> indices of the configs asking for it
+    for i, c in enumerate(cfgs):
+        path = run_path(c)
+        got = _try_load(c, path) if path.exists() else None
+        if got is not None:
+            out[i] = got
+        else:
+            todo.setdefault(path, []).append(i)
+    paths = list(todo)
+    for group in group_by_shape([cfgs[todo[p][0]] for p in paths]):
+        done = _train_and_save([(paths[j], cfgs[todo[paths[j]][0]]) for j in group])
+        for j in group:
+            first, *again = todo[paths[j]]
+            out[first] = done[paths[j]]
+            for i in again:  # the same run asked for twice: the second time, as run() would, from the file
+                out[i] = load(cfgs[i], paths[j])
+    return out
+
+
+def _train_and_save(jobs: list[tuple[Path, RunConfig]]) -> dict[Path, RunResult]:
+    """Train the configs of one shape that are still uncached once their locks are held, and save each run."""
+    with contextlib.ExitStack() as stack:
+        for path in sorted(p for p, _ in jobs):  # one global order: two processes cannot wait on each other
+            stack.enter_context(_locked(path))
+        got = {path: _try_load(c, path) if path.exists() else None for path, c in jobs}  # trained meanwhile?
+        missing = [(path, c) for path, c in jobs if got[path] is None]
+        for (path, _), res in zip(missing, train_many([c for _, c in missing]) if missing else []):
+            save(res, path)
+            got[path] = res
+    return got
 
 
 def sweep(base: RunConfig, field: str, values, seeds, **kw) -> dict:
-    """{value: [run for each seed]} for base with `field` set to each value."""
-    return {v: run_many([dataclasses.replace(base, **{field: v}, seed=s) for s in seeds], **kw) for v in values}
+    """{value: [run for each seed]} for base with `field` set to each value (one run_many over them all)."""
+    values, seeds = list(values), list(seeds)
+    runs = run_many([dataclasses.replace(base, **{field: v}, seed=s) for v in values for s in seeds], **kw)
+    return {v: runs[i * len(seeds):(i + 1) * len(seeds)] for i, v in enumerate(values)}
 
 
 def seeds_of(base: RunConfig, seeds, **kw) -> list[RunResult]:

@@ -1,6 +1,7 @@
 """The book's three scales: quick (CI, seconds), standard (the default book), full (the study's scale)."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from .config import RunConfig
@@ -53,3 +54,17 @@ def masc_config(mode: str, **fields) -> RunConfig:
     scale(mode)  # validates the mode
     sized = dict(depth=4, noise_kind="uniform", stop_at=0.99, rep_epochs="none", eval_size=min(2_000, SCALES[mode].eval_size))
     return base_config(mode, **{**sized, **MASC_SCALES[mode], **fields})
+
+
+# Live explorers retrain on every slider move, so they run a lighter version of the chapter's config.
+EXPLORER_SCALES = {
+    "quick": dict(n_train=1_000, epochs=4, eval_size=1_000, probe_size=200),
+    "standard": dict(n_train=2_000, epochs=10, eval_size=2_000, probe_size=500),
+    "full": dict(n_train=10_000, epochs=15, eval_size=10_000, probe_size=2_000),
+}
+
+
+def explorer_config(mode: str, base: RunConfig) -> RunConfig:
+    """A chapter's config at the live explorers' scale for a mode (fewer images and epochs: seconds per retrain)."""
+    scale(mode)
+    return dataclasses.replace(base, **EXPLORER_SCALES[mode])

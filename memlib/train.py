@@ -1,9 +1,11 @@
 """One training loop with recorders: `train(config) -> RunResult` of plain arrays, never plots."""
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -101,8 +103,21 @@ class Prepared:
     probe_idx: np.ndarray
 
 
-def prepare(cfg: RunConfig, device: torch.device, source: str | None = None, labels: np.ndarray | None = None) -> Prepared:
-    """Draw the subset, corrupt the labels (or take the given ones), build the evaluation and probe sets."""
+@dataclass
+class Drawn:
+    """A run's draws from MNIST, before standardisation: what prepare() builds its tensors from."""
+
+    mnist: D.MNIST
+    train_idx: np.ndarray  # [n_train] indices into the training split
+    labels: np.ndarray  # [n_train] int64 labels as given (noisy)
+    true_labels: np.ndarray
+    corrupted: np.ndarray
+    probe_idx: np.ndarray  # [probe_size] sorted indices into the test split
+    shifted: np.ndarray  # [10000, 784] uint8 rotated test images
+
+
+def draw(cfg: RunConfig, source: str | None = None, labels: np.ndarray | None = None) -> Drawn:
+    """Draw the subset, corrupt the labels (or take the given ones), pick the probe images, rotate the test set."""
     mn = D.load_mnist(source)
     idx = D.train_subset(cfg.n_train, cfg.seed, len(mn.x_train))
     true = mn.y_train[idx]
@@ -113,24 +128,39 @@ def prepare(cfg: RunConfig, device: torch.device, source: str | None = None, lab
             raise ValueError(f"labels: expected {len(true)} integer classes in 0..9, got shape {labels.shape}, dtype {labels.dtype}")
         noisy = labels.astype(np.int64)
         changed = noisy != true
-    k = cfg.eval_size
     probe = np.sort(rng_for(cfg.seed, "probe").choice(len(mn.x_test), cfg.probe_size, replace=False))
     shifted = D.shifted_test(cfg.shift_degrees, cfg.seed, source)
-    x_tr = D.standardize(mn.x_train[idx])
-    x_eval = np.concatenate([x_tr, D.standardize(mn.x_val[:k]), D.standardize(mn.x_test[:k]), D.standardize(shifted[:k])])
+    return Drawn(mn, idx, noisy, true, changed, probe, shifted)
+
+
+def to_device(a: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a)).to(device)
+
+
+def prepare(cfg: RunConfig, device: torch.device, source: str | None = None, labels: np.ndarray | None = None) -> Prepared:
+    """draw(), then the standardised training, evaluation and probe tensors on the device."""
+    d = draw(cfg, source, labels)
+    mn, k = d.mnist, cfg.eval_size
+    x_tr = D.standardize(mn.x_train[d.train_idx])
+    x_eval = np.concatenate([x_tr, D.standardize(mn.x_val[:k]), D.standardize(mn.x_test[:k]), D.standardize(d.shifted[:k])])
     y_eval = np.concatenate([mn.y_val[:k], mn.y_test[:k], mn.y_test[:k]])
+    dev = functools.partial(to_device, device=device)
+    return Prepared(dev(x_tr), dev(d.labels), dev(x_eval), dev(y_eval), dev(D.standardize(mn.x_test[d.probe_idx])),
+                    d.train_idx, d.labels, d.true_labels, d.corrupted, d.probe_idx)
 
-    def dev(a):
-        return torch.from_numpy(np.ascontiguousarray(a)).to(device)
 
-    return Prepared(dev(x_tr), dev(noisy), dev(x_eval), dev(y_eval), dev(D.standardize(mn.x_test[probe])),
-                    idx, noisy, true, changed, probe)
+EVAL_CHUNK = 8192  # rows of x_eval per forward pass in the evaluation
 
 
 @torch.no_grad()
-def _evaluate(model: MLP, p: Prepared, n_train: int, k: int, y_true_train: torch.Tensor, changed: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
-    """All METRICS at one checkpoint as a [len(METRICS)] tensor (no host sync)."""
-    logits = torch.cat([model(c) for c in p.x_eval.split(chunk)])  # [n_train + 3k, 10]
+def _evaluate(model: MLP, p: Prepared, n_train: int, k: int, y_true_train: torch.Tensor, changed: torch.Tensor, chunks=None) -> torch.Tensor:
+    """All METRICS at one checkpoint as a [len(METRICS)] tensor (no host sync).
+
+    chunks: the rows of p.x_eval in blocks of EVAL_CHUNK (default p.x_eval.split(EVAL_CHUNK)), for a caller that
+    holds them elsewhere.
+    """
+    chunks = p.x_eval.split(EVAL_CHUNK) if chunks is None else chunks
+    logits = torch.cat([model(c) for c in chunks])  # [n_train + 3k, 10]
     pred = logits.argmax(1)
     tr_logits, tr_pred = logits[:n_train], pred[:n_train]
     loss = F.cross_entropy(tr_logits, p.y)
@@ -158,11 +188,86 @@ def _rep_checkpoints(cfg: RunConfig) -> list[int]:
     return list(range(cfg.epochs + 1))
 
 
-def train(cfg: RunConfig, source: str | None = None, labels: np.ndarray | None = None) -> RunResult:
+class Recorder:
+    """One run's records: the metrics at every checkpoint, the probe representations, and its RunResult.
+
+    train() and memlib.batched.train_many both record through this, so what a run leaves behind does
+    not depend on which of them trained it.
+    """
+
+    def __init__(self, cfg: RunConfig, p: Prepared, model: MLP, device: torch.device):
+        self.cfg, self.p, self.model, self.device = cfg, p, model, device
+        self.hist = torch.empty(cfg.epochs + 1, len(METRICS), device=device)
+        self.y_true = torch.from_numpy(p.true_labels).to(device)
+        self.changed = torch.from_numpy(p.corrupted).to(device)
+        self.rep_at = _rep_checkpoints(cfg)
+        self.keep = cfg.recorded_layers
+        self.reps = {f"hidden{j}": np.empty((len(self.rep_at), cfg.probe_size, cfg.width), np.float16) for j in self.keep}
+        self.done = cfg.epochs  # epochs trained: fewer when stop_at ends the run early
+        self.eval_chunks = None  # None: p.x_eval.split(EVAL_CHUNK); else a callable giving those blocks
+
+    def record_reps(self, slot: int) -> None:
+        with torch.no_grad():
+            hs, _ = self.model.hidden(self.p.x_probe, self.keep)
+        for j, h in zip(self.keep, hs):
+            self.reps[f"hidden{j}"][slot] = h.to(torch.float16).cpu().numpy()
+
+    def checkpoint(self, epoch: int) -> None:
+        """Evaluate every metric (and record representations when due) at checkpoint `epoch`."""
+        self.model.eval()
+        chunks = None if self.eval_chunks is None else self.eval_chunks()
+        self.hist[epoch] = _evaluate(self.model, self.p, self.cfg.n_train, self.cfg.eval_size, self.y_true, self.changed, chunks)
+        if epoch in self.rep_at and self.keep:
+            self.record_reps(self.rep_at.index(epoch))
+        self.model.train()
+
+    def stops_early(self, epoch: int) -> bool:
+        """After checkpoint(epoch): True when stop_at ends training here, before the last epoch."""
+        cfg = self.cfg
+        if cfg.stop_at is not None and epoch < cfg.epochs and float(self.hist[epoch, 1]) >= cfg.stop_at:  # train_acc, given labels
+            self.done = epoch
+            if cfg.rep_epochs == "ends" and self.keep:  # the end came early: record it in the last slot
+                self.record_reps(len(self.rep_at) - 1)
+                self.rep_at[-1] = epoch
+            return True
+        return False
+
+    def result(self, gnorm: torch.Tensor, bloss: torch.Tensor, steps_per_epoch: int, seconds: float,
+               meta: dict | None = None) -> RunResult:
+        """The RunResult: gnorm [>= steps, 2 * (depth + 1)] and bloss [>= steps] per mini-batch (trimmed here)."""
+        done = self.done
+        n_steps = steps_per_epoch * done
+        g = gnorm[:n_steps].cpu().numpy().reshape(n_steps, self.cfg.depth + 1, 2)
+        h = self.hist[: done + 1].double().cpu().numpy()
+        rep_at = [e for e in self.rep_at if e <= done]
+        return RunResult(
+            config=self.cfg,
+            history={m: h[:, j] for j, m in enumerate(METRICS)},
+            grad_w=np.ascontiguousarray(g[:, :, 0]),
+            grad_b=np.ascontiguousarray(g[:, :, 1]),
+            batch_loss=np.ascontiguousarray(bloss[:n_steps].cpu().numpy()),
+            step_epoch=np.repeat(np.arange(1, done + 1, dtype=np.int32), steps_per_epoch),
+            reps={k: v[: len(rep_at)] for k, v in self.reps.items()},
+            rep_epochs=np.asarray(rep_at, dtype=np.int32),
+            probe_idx=self.p.probe_idx,
+            train_idx=self.p.train_idx,
+            labels=self.p.labels,
+            true_labels=self.p.true_labels,
+            corrupted=self.p.corrupted,
+            weights={k: np.array(v.detach().cpu().numpy()) for k, v in self.model.state_dict().items()},  # copies
+            seconds=seconds,
+            meta={"device": str(self.device), "torch": torch.__version__, **(meta or {})},
+        )
+
+
+def train(cfg: RunConfig, source: str | None = None, labels: np.ndarray | None = None,
+          on_epoch: Callable[[RunResult], None] | None = None) -> RunResult:
     """Train one MLP as cfg says and record everything the chapters need.
 
     labels, when given, replace the (noisy) training labels the config would draw; the mask of
-    corrupted examples is then labels != true labels.
+    corrupted examples is then labels != true labels. on_epoch, when given, receives the run so far
+    (a RunResult of the epochs done) after initialization and after every epoch but the last; it may
+    raise Cancelled to stop training. It only reads: the finished run is the same with or without it.
     """
     t0 = time.perf_counter()
     device = pick_device(cfg.device)
@@ -171,36 +276,28 @@ def train(cfg: RunConfig, source: str | None = None, labels: np.ndarray | None =
     opt = make_optimizer(model, cfg.optimizer, cfg.learning_rate)
     params = [q for layer in model.layers for q in (layer.weight, layer.bias)]  # w1, b1, w2, b2, ...
 
-    n, bs, k = cfg.n_train, cfg.batch_size, cfg.eval_size
+    n, bs = cfg.n_train, cfg.batch_size
     steps_per_epoch = -(-n // bs)
     n_steps = steps_per_epoch * cfg.epochs
     gnorm = torch.empty(n_steps, len(params), device=device)  # [steps, 2 * (depth + 1)]
     bloss = torch.empty(n_steps, device=device)
-    hist = torch.empty(cfg.epochs + 1, len(METRICS), device=device)
-    y_true = torch.from_numpy(p.true_labels).to(device)
-    changed = torch.from_numpy(p.corrupted).to(device)
-    rep_at = _rep_checkpoints(cfg)
-    keep = cfg.recorded_layers
-    reps = {f"hidden{j}": np.empty((len(rep_at), cfg.probe_size, cfg.width), np.float16) for j in keep}
-
-    def record_reps(slot: int):
-        with torch.no_grad():
-            hs, _ = model.hidden(p.x_probe, keep)
-        for j, h in zip(keep, hs):
-            reps[f"hidden{j}"][slot] = h.to(torch.float16).cpu().numpy()
-
-    def checkpoint(epoch: int):
-        model.eval()
-        hist[epoch] = _evaluate(model, p, n, k, y_true, changed)
-        if epoch in rep_at and keep:
-            record_reps(rep_at.index(epoch))
-        model.train()
+    rec = Recorder(cfg, p, model, device)
 
     gen = torch_generator(cfg.seed, "batches")
     show = cfg.progress if cfg.progress is not None else (sys.stderr.isatty() and n * cfg.epochs >= 500_000)
     bar = _progress(cfg.epochs, show)
-    checkpoint(0)
-    step, done = 0, cfg.epochs
+    rec.checkpoint(0)
+
+    def report(epoch: int) -> None:
+        if on_epoch is not None:
+            done, rec.done = rec.done, epoch
+            try:
+                on_epoch(rec.result(gnorm, bloss, steps_per_epoch, time.perf_counter() - t0))
+            finally:
+                rec.done = done
+
+    report(0)
+    step = 0
     for epoch in range(1, cfg.epochs + 1):
         perm = torch.randperm(n, generator=gen).to(device)
         for b in range(steps_per_epoch):
@@ -212,39 +309,18 @@ def train(cfg: RunConfig, source: str | None = None, labels: np.ndarray | None =
             bloss[step] = loss.detach()
             opt.step()
             step += 1
-        checkpoint(epoch)
+        rec.checkpoint(epoch)
         bar.update(1)
-        if cfg.stop_at is not None and epoch < cfg.epochs and float(hist[epoch, 1]) >= cfg.stop_at:  # train_acc, given labels
-            done = epoch
-            if cfg.rep_epochs == "ends" and keep:  # the end came early: record it in the last slot
-                record_reps(len(rep_at) - 1)
-                rep_at[-1] = done
+        if rec.stops_early(epoch):
             break
+        if epoch < cfg.epochs:
+            report(epoch)
     bar.close()
+    return rec.result(gnorm, bloss, steps_per_epoch, time.perf_counter() - t0)
 
-    n_steps = steps_per_epoch * done
-    g = gnorm[:n_steps].cpu().numpy().reshape(n_steps, -1, 2)
-    h = hist[: done + 1].double().cpu().numpy()
-    rep_at = [e for e in rep_at if e <= done]
-    reps = {k2: v[: len(rep_at)] for k2, v in reps.items()}
-    return RunResult(
-        config=cfg,
-        history={m: h[:, j] for j, m in enumerate(METRICS)},
-        grad_w=np.ascontiguousarray(g[:, :, 0]),
-        grad_b=np.ascontiguousarray(g[:, :, 1]),
-        batch_loss=bloss[:n_steps].cpu().numpy(),
-        step_epoch=np.repeat(np.arange(1, done + 1, dtype=np.int32), steps_per_epoch),
-        reps=reps,
-        rep_epochs=np.asarray(rep_at, dtype=np.int32),
-        probe_idx=p.probe_idx,
-        train_idx=p.train_idx,
-        labels=p.labels,
-        true_labels=p.true_labels,
-        corrupted=p.corrupted,
-        weights={k2: v.detach().cpu().numpy() for k2, v in model.state_dict().items()},
-        seconds=time.perf_counter() - t0,
-        meta={"device": str(device), "torch": torch.__version__},
-    )
+
+class Cancelled(Exception):
+    """Raised by an on_epoch callback to stop a run that is no longer wanted (nothing is cached)."""
 
 
 class _NoBar:

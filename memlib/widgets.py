@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import threading
+import time
 from typing import Callable
 
 import ipywidgets as W
@@ -11,6 +12,7 @@ import ipywidgets as W
 from .cache import is_cached, run
 from .config import RunConfig
 from .plots import figure
+from .train import Cancelled
 
 Draw = Callable  # draw(axes, runs: list[RunResult]) -> None, the same plot functions as the static cells
 
@@ -31,22 +33,27 @@ def _control(field: str, values: list, value):
 class Explorer:
     """A chapter's question as sliders; each change trains (or loads) runs off the main thread and redraws."""
 
-    def __init__(self, base: RunConfig, controls: dict[str, list], draw: Draw, seeds=(0,),
+    def __init__(self, base: RunConfig, controls: dict[str, list], draw: Draw, seeds=None,
                  ncols: int = 1, width: float = 4.2, height: float = 3.2, views: dict[str, list] | None = None,
                  load: Callable | None = None):
         """controls: RunConfig field -> choices (a change retrains); views: name -> choices passed to draw as keywords
-        (a change only redraws); load(cfg) -> what draw receives per seed (default: the cached run)."""
+        (a change only redraws); load(cfg) -> what draw receives per seed (default: the cached run);
+        seeds: the seeds drawn (default: base's own)."""
         for field, values in controls.items():
             if getattr(base, field) not in values:
                 raise ValueError(f"control {field!r}: the base value {getattr(base, field)!r} is not among {values}")
-        self.base, self.draw, self.seeds, self.load = base, draw, tuple(seeds), load or run
+        self.base, self.draw, self.load = base, draw, load or run
+        self.seeds = (base.seed,) if seeds is None else tuple(seeds)
         self.fig, self.axes = figure(ncols=ncols, width=width, height=height)
         self.sliders = {f: _control(f, v, getattr(base, f)) for f, v in controls.items()}
         self.views = {n: _control(n, v, v[0]) for n, v in (views or {}).items()}
         self.status = W.HTML()
+        self.status.add_class("memlib-explorer-status")
         self.image = W.Image(format="png", layout=W.Layout(max_width=f"{int(100 * width * ncols)}px"))
+        self.image.add_class("memlib-explorer-image")
         self._gen = 0
-        self._lock = threading.Lock()
+        self._lock, self._draw_lock = threading.Lock(), threading.Lock()
+        self.timings: dict[str, float] = {}  # seconds from the last change to the first frame and to the finished figure
         for s in [*self.sliders.values(), *self.views.values()]:
             s.observe(self._changed, names="value")
         self.widget = W.VBox([W.HBox([*self.sliders.values(), *self.views.values()], layout=W.Layout(flex_flow="row wrap")),
@@ -74,10 +81,11 @@ class Explorer:
         self.update(background=True)
 
     def update(self, background: bool = True) -> None:
-        """Redraw for the current values; cached runs are drawn at once, others are trained first."""
+        """Redraw for the current values: cached runs at once; others train off the main thread, drawn live each epoch."""
         with self._lock:
             self._gen += 1
             gen = self._gen
+        self.timings = {"start": time.perf_counter()}
         cfgs = self.configs()
         if not background or (self.load is run and all(is_cached(c) for c in cfgs)):
             self._render(gen, cfgs)
@@ -86,18 +94,38 @@ class Explorer:
         threading.Thread(target=self._render, args=(gen, cfgs), daemon=True).start()
 
     def _render(self, gen: int, cfgs: list[RunConfig]) -> None:
+        def live(partial):  # called by train() after every epoch of a run that is being trained
+            if gen != self._gen:
+                raise Cancelled  # a newer slider value: stop this run, cache nothing
+            if len(cfgs) == 1 and partial.epochs_run >= 1:  # from the first epoch on: gradients exist to draw
+                try:
+                    self._draw(gen, [partial])
+                except Exception:  # noqa: BLE001 - a frame that cannot be drawn yet is skipped; the final draw reports
+                    return
+                self.status.value = f"<i>training… epoch {partial.epochs_run} of {partial.config.epochs}</i>"
+
         try:
-            runs = [self.load(c) for c in cfgs]
+            runs = [run(c, on_epoch=live) if self.load is run else self.load(c) for c in cfgs]
+        except Cancelled:
+            return
         except Exception as err:  # show the problem where the reader looks
             self.status.value = f"<b>error:</b> {type(err).__name__}: {err}"
             return
-        if gen != self._gen:  # a newer slider value arrived meanwhile
-            return
-        for ax in self.axes:
-            ax.clear()
-        self.draw(self.axes, runs, **{n: w.value for n, w in self.views.items()})
-        self.image.value = _png(self.fig)
-        self.status.value = ""
+        if self._draw(gen, runs):
+            self.status.value = ""
+            self.timings["done"] = time.perf_counter() - self.timings["start"]
+
+    def _draw(self, gen: int, runs) -> bool:
+        """Draw into the one figure and swap the image (serialized; a stale generation draws nothing)."""
+        with self._draw_lock:
+            if gen != self._gen:
+                return False
+            for ax in self.axes:
+                ax.clear()
+            self.draw(self.axes, runs, **{n: w.value for n, w in self.views.items()})
+            self.image.value = _png(self.fig)
+            self.timings.setdefault("first_frame", time.perf_counter() - self.timings["start"])
+            return True
 
     def _ipython_display_(self):
         from IPython.display import display

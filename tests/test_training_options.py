@@ -85,3 +85,31 @@ def test_masc_config_scales():
     assert cfg.noise_kind == "uniform" and cfg.stop_at == 0.99 and cfg.rep_epochs == "none" and cfg.noise == 0.6
     with pytest.raises(ValueError, match="mode"):
         masc_config("huge")
+
+
+def test_on_epoch_sees_every_epoch_and_changes_nothing(make_cfg):
+    """on_epoch gets the run so far after init and each epoch but the last; the finished run is bit-identical."""
+    from helpers import assert_same_result
+
+    cfg = make_cfg(epochs=3)
+    seen = []
+    res = train(cfg, on_epoch=lambda part: seen.append(part))
+    assert [p.epochs_run for p in seen] == [0, 1, 2]
+    assert seen[1].grad_w.shape[0] == -(-cfg.n_train // cfg.batch_size)
+    np.testing.assert_array_equal(seen[2].history["test_acc"], res.history["test_acc"][:3])
+    assert_same_result(res, train(cfg))
+
+
+def test_cancelled_run_stops_and_caches_nothing(make_cfg):
+    """Raising Cancelled from on_epoch stops training, propagates, and leaves nothing in the cache."""
+    from memlib.train import Cancelled
+
+    cfg = make_cfg(epochs=5, seed=11)
+
+    def stop(part):
+        if part.epochs_run == 1:
+            raise Cancelled
+
+    with pytest.raises(Cancelled):
+        run(cfg, on_epoch=stop)
+    assert not run_path(cfg).exists()

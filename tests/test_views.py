@@ -156,3 +156,31 @@ def test_explorer_redraws_and_uses_the_cache(noise_groups):
     with pytest.raises(ValueError, match="base value"):
         Explorer(base, {"noise": [0.2, 0.4]}, draw)
     assert run(base).cached
+
+
+def test_explorer_trains_in_the_background_with_live_frames_and_cancels_stale_runs(noise_groups):
+    """A move to an uncached setting returns at once, draws a frame per epoch, and a newer move cancels the older run."""
+    import time
+
+    from memlib.cache import is_cached
+    from memlib.widgets import Explorer
+
+    base = dataclasses.replace(noise_groups[0.0][0].config, epochs=6, seed=5)
+    frames = []
+
+    def draw(axes, rs):
+        frames.append((rs[0].config.noise, rs[0].epochs_run))
+        P.accuracy_curves(rs, axes[0])
+
+    ex = Explorer(base, {"noise": [0.0, 0.2, 0.6]}, draw)
+    t = time.perf_counter()
+    ex.sliders["noise"].value = 0.2  # a reader's move: training starts off the main thread
+    assert time.perf_counter() - t < 0.5 and "training" in ex.status.value
+    ex.sliders["noise"].value = 0.6  # moved again before 0.2 finished: the 0.2 run is stopped
+    deadline = time.perf_counter() + 120
+    while "done" not in ex.timings and time.perf_counter() < deadline:
+        time.sleep(0.02)
+    assert "done" in ex.timings and ex.timings["first_frame"] <= ex.timings["done"]
+    live = [e for p, e in frames if p == 0.6]
+    assert live == [1, 2, 3, 4, 5, 6]  # epoch by epoch from the first, then the finished run
+    assert is_cached(dataclasses.replace(base, noise=0.6)) and not is_cached(dataclasses.replace(base, noise=0.2))

@@ -1,0 +1,143 @@
+"""How fast the chapters' live explorers answer a slider move (a benchmark, not a test).
+
+    python bench/explorers.py [--json] [--mode standard] [--moves 3] [--chapters 06-memorization ...]
+
+For every chapter's explorer (memlib.explorers.SPECS, around the chapter's own default config at the
+explorers' scale), this sets controls the way a reader would (assigning a slider's value fires the same
+callback a mouse release does) and measures, per move: the first live frame (first_frame_s), the
+finished figure after a full retrain (retrain_s), and a move back to a setting already in the cache
+(cached_s); median and worst of several moves. It runs in a fresh temporary run cache, so every new
+setting really trains. It also reports the sweep speedup from bench/sweeps.py when that exists.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGETS = {"first_frame_s": 1.0, "retrain_s": 5.0, "cached_s": 0.2}
+
+
+def chapter_base(slug: str, mode: str):
+    """The chapter's default config, read from its notebook's `base = ...` line (so it cannot drift from the chapter)."""
+    from memlib.modes import base_config, masc_config
+
+    nb = json.loads((ROOT / "chapters" / f"{slug}.ipynb").read_text())
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        for line in "".join(cell["source"]).splitlines():
+            if line.startswith("base = "):
+                return eval(line[len("base = "):], {"base_config": base_config, "masc_config": masc_config, "mode": mode})
+    raise ValueError(f"chapters/{slug}.ipynb has no `base = ...` line")
+
+
+def wait_done(ex, timeout: float = 300.0) -> None:
+    """Wait for the explorer's background training and drawing to finish."""
+    t0 = time.perf_counter()
+    while "done" not in ex.timings:
+        if time.perf_counter() - t0 > timeout:
+            raise TimeoutError(f"explorer did not finish within {timeout} s (status: {ex.status.value})")
+        time.sleep(0.01)
+
+
+def moves_for(spec, base, n: int) -> list[tuple[str, object]]:
+    """n slider moves to settings the explorer has not shown yet: the first control's other values, then the next."""
+    out = []
+    for name, values in spec.controls.items():
+        for v in values:
+            if v != getattr(base, name) and len(out) < n:
+                out.append((name, v))
+    return out
+
+
+def bench_chapter(slug: str, mode: str, n_moves: int) -> dict:
+    """Timings of one chapter's explorer."""
+    from memlib.explorers import SPECS, live_explorer
+    from memlib.modes import explorer_config
+
+    base = chapter_base(slug, mode)
+    if slug != "11-masc":
+        base = explorer_config(mode, base)
+    spec = SPECS[slug]
+    ex = live_explorer(slug, base)  # draws the default (trained now: a fresh cache)
+    first, full, cached = [], [], []
+    for name, value in moves_for(spec, base, n_moves):
+        ex.sliders[name].value = value  # what a slider release does
+        wait_done(ex)
+        full.append(ex.timings["done"])
+        first.append(ex.timings.get("first_frame", ex.timings["done"]))
+        ex.sliders[name].value = getattr(base, name)  # back to a cached setting
+        wait_done(ex)
+        cached.append(ex.timings["done"])
+
+    def stats(xs):
+        return {"median": round(statistics.median(xs), 3), "worst": round(max(xs), 3)} if xs else None
+
+    return {"config": {k: getattr(base, k) for k in ("n_train", "epochs", "depth", "width", "noise")},
+            "first_frame_s": stats(first), "retrain_s": stats(full), "cached_s": stats(cached), "moves": len(full)}
+
+
+def sweep_speedup() -> float | None:
+    """The speedup bench/sweeps.py measures (None when that benchmark is absent or fails)."""
+    script = ROOT / "bench" / "sweeps.py"
+    if not script.exists():
+        return None
+    try:
+        out = subprocess.run([sys.executable, str(script), "--json"], capture_output=True, text=True, timeout=900)
+        return json.loads(out.stdout.strip().splitlines()[-1]).get("sweep_speedup")
+    except Exception:  # noqa: BLE001 - reported as missing
+        return None
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--mode", default="standard", choices=["quick", "standard", "full"])
+    ap.add_argument("--moves", type=int, default=3, help="slider moves per chapter")
+    ap.add_argument("--chapters", nargs="*", help="chapter slugs (default: all)")
+    ap.add_argument("--no-sweep", action="store_true", help="skip the sweep benchmark")
+    args = ap.parse_args(argv)
+
+    from memlib import data as D
+
+    real = D.cache_dir()
+    tmp = Path(tempfile.mkdtemp(prefix="memlib-bench-"))
+    (tmp / "mnist").mkdir()
+    for f in (real / "mnist").glob("*.np[yz]"):
+        shutil.copy2(f, tmp / "mnist" / f.name)
+    os.environ[D.CACHE_ENV] = str(tmp)
+    try:
+        from memlib.explorers import SPECS
+
+        slugs = args.chapters or list(SPECS)
+        result = {"mode": args.mode, "targets": TARGETS, "chapters": {}}
+        for slug in slugs:
+            result["chapters"][slug] = r = bench_chapter(slug, args.mode, args.moves)
+            if not args.json:
+                print(f"{slug:<26} first frame {r['first_frame_s']}  retrain {r['retrain_s']}  cached {r['cached_s']}",
+                      flush=True)
+        worst = {k: max(c[k]["worst"] for c in result["chapters"].values() if c[k]) for k in TARGETS}
+        result["worst"] = worst
+        result["targets_met"] = {k: worst[k] <= TARGETS[k] for k in TARGETS}
+        result["sweep_speedup"] = None if args.no_sweep else sweep_speedup()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"worst over chapters: {worst}; targets {TARGETS}; met: {result['targets_met']}; "
+              f"sweep speedup: {result['sweep_speedup']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,313 @@
+"""Live exploration in a real browser: JupyterLab on loopback, a chapter run from the UI, a slider moved.
+
+The test starts `jupyter lab` (tests/live_lab.py: 127.0.0.1, a free port, a random token, throwaway Jupyter
+folders, $MEMLIB_CACHE in a temp folder seeded with the converted MNIST), copies chapter 6 into the server's root
+with `mode = "quick"`, and opens it in headless Chromium (the system's /usr/bin/chromium via Playwright; no host
+name resolves, and every request must go to this server). Then, as a reader would:
+
+1. Run > Run All Cells; the live explorer (`.memlib-live-explorer`) appears with its figure.
+2. The `width` slider is moved one step (focus + ArrowRight: 256 -> 512, a setting the chapter did not train),
+   so the explorer trains in a background thread and shows "training…".
+3. While it trains, a cell `print(6 * 7)` (added below the explorer beforehand) is run: its output must appear
+   within seconds, while the explorer still says "training…" (the kernel stays responsive).
+4. The figure must change (a new PNG, compared by SHA-256) once the run is trained, with no error shown.
+
+A screenshot goes to _build/quick/screenshots/live-explorer.png (or live-explorer-failed.png on failure). The
+server, its kernel and the temp folders are removed at the end. Without Chromium (and no way to install it) or
+when JupyterLab does not start, the test fails with the reason; it never skips.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+import book_browser as bb
+import live_lab as ll
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parent.parent
+CHAPTER = ROOT / "chapters" / "06-memorization.ipynb"
+SLIDER = "width"  # base 256 -> 512: chapter 6 trains width 256 only, so this setting is trained live
+SHOTS = ROOT / "_build" / "quick" / "screenshots"
+RUN_ALL_TIMEOUT = 240  # s: kernel start, imports and the quick chapter's three runs on a cold cache
+TRAIN_TIMEOUT = 120  # s: the explorer's background run for the new slider value
+# Instead of a network namespace: no host name resolves (IP literals bypass this; the request listener reports them).
+NO_DNS = "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"
+RESPONSIVE_WITHIN = 10  # s: a trivial cell must answer this fast while the explorer trains
+
+STATE_JS = """() => {
+  const box = document.querySelector('.memlib-live-explorer');
+  const img = box && box.querySelector('img');
+  const status = box && box.querySelector(':scope > .widget-html');
+  const errors = [...document.querySelectorAll('.jp-OutputArea-output')]
+    .map(o => o.textContent || '')
+    .filter(t => /Traceback \\(most recent call last\\)/.test(t))
+    .map(t => t.trim().slice(-600));
+  const running = [...document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputPrompt')]
+    .filter(p => /\\[\\*\\]/.test(p.textContent)).length;
+  const started = [...document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputPrompt')]
+    .filter(p => /\\[(\\d+|\\*)\\]/.test(p.textContent)).length;
+  return {explorer: !!box, src: img ? img.src : null, loaded: !!(img && img.complete && img.naturalWidth > 0),
+          width: img ? img.naturalWidth : 0, status: status ? status.textContent.trim() : null,
+          errors, running, started, cells: document.querySelectorAll('.jp-Notebook .jp-Cell').length};
+}"""
+
+DIGEST_JS = """async () => {
+  const img = document.querySelector('.memlib-live-explorer img');
+  if (!img || !img.src || !(img.complete && img.naturalWidth > 0)) return null;
+  try {
+    const buf = await (await fetch(img.src)).arrayBuffer();
+    const h = await crypto.subtle.digest('SHA-256', buf);
+    return [...new Uint8Array(h)].map(b => b.toString(16).padStart(2, '0')).join('') + ':' + buf.byteLength;
+  } catch (e) { return null; }  // the blob URL was just replaced: ask again
+}"""
+
+SLIDERS_JS = """() => [...document.querySelectorAll('.memlib-live-explorer .widget-slider')].map(s => ({
+  label: (s.querySelector('.widget-label') || {}).textContent || '',
+  readout: (s.querySelector('.widget-readout') || {}).textContent || ''}))"""
+
+PROBE = "print(6 * 7)"
+# The probe cell's output text and, in the same instant, the explorer's status.
+PROBE_CELL_JS = """(code) => {
+  const cell = [...document.querySelectorAll('.jp-Notebook .jp-CodeCell')]
+    .find(c => (c.querySelector('.jp-InputArea-editor') || {}).textContent === code);
+  const out = cell ? [...cell.querySelectorAll('.jp-OutputArea-output')].map(o => o.textContent).join('') : '';
+  const status = document.querySelector('.memlib-live-explorer > .widget-html');
+  return {out: out.trim(), status: status ? status.textContent.trim() : null, t: performance.now()};
+}"""
+
+
+# The status bar names the kernel and its state ("Python 3 (ipykernel) | Idle") once the page is connected to it.
+KERNEL_IDLE_JS = """() => [...document.querySelectorAll('.jp-StatusBar-Widget, .jp-StatusBar-TextItem')]
+  .some(e => /ipykernel.*\\|\\s*Idle/.test(e.textContent))"""
+
+
+def kernels(lab) -> list:
+    try:
+        return lab.api("kernels")
+    except Exception as e:  # noqa: BLE001
+        return [f"error: {e}"]
+
+
+def kernel_ready(lab) -> bool:
+    """The server has one kernel, idle, with the page's websocket connected to it."""
+    ks = kernels(lab)
+    return len(ks) == 1 and isinstance(ks[0], dict) and ks[0].get("execution_state") == "idle" \
+        and ks[0].get("connections", 0) >= 1
+
+
+def poll(page, fn, timeout: float, interval: float = 0.25):
+    """Call fn() until it returns something truthy (returned) or timeout seconds pass (None).
+
+    Waits with page.wait_for_timeout, not time.sleep: Playwright's sync API handles the page's events only
+    while one of its calls runs."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = fn()
+        if got:
+            return got
+        if time.monotonic() >= deadline:
+            return None
+        page.wait_for_timeout(interval * 1000)
+
+
+@pytest.fixture
+def browser():
+    """Headless system Chromium (never a Playwright download); fails, not skips, when it cannot be had."""
+    problem = None
+    try:
+        chromium = bb.ensure_chromium()
+    except bb.BrowserUnavailable as e:
+        problem = f"headless Chromium is needed for the live-explorer test: {e}"
+    if problem:  # failed outside the except block: the message is not buried under a chained traceback
+        pytest.fail(problem, pytrace=False)
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as e:
+        pytest.fail(f"the Playwright Python package is needed for the live-explorer test ({e}); "
+                    "install requirements.txt into .venv", pytrace=False)
+
+    home = tempfile.TemporaryDirectory(prefix="live-chromium-")
+    pw = sync_playwright().start()
+    try:
+        # No `unshare -n` here (unlike book_browser.launcher): the page must reach the server on loopback.
+        b = pw.chromium.launch(executable_path=str(chromium), headless=True, args=[*bb.CHROMIUM_ARGS, NO_DNS],
+                               env={**os.environ, "HOME": home.name})
+    except Exception as e:  # noqa: BLE001
+        pw.stop()
+        home.cleanup()
+        pytest.fail(f"could not launch {chromium} with Playwright: {e}", pytrace=False)
+    try:
+        yield b
+    finally:
+        try:
+            b.close()
+        finally:
+            pw.stop()
+            home.cleanup()
+
+
+@pytest.fixture
+def lab(memlib_cache):
+    """JupyterLab serving a temp root that holds the quick-mode chapter; a temp run cache seeded with MNIST."""
+    with tempfile.TemporaryDirectory(prefix="live-root-") as root, \
+            tempfile.TemporaryDirectory(prefix="live-cache-") as cache:
+        ll.seed_cache(Path(cache), Path(memlib_cache))  # the session's MNIST copy; the real cache is never written
+        nb = ll.prepare_chapter(CHAPTER, Path(root), mode="quick")
+        server = ll.LabServer(Path(root), Path(cache))
+        problem = None
+        try:
+            server.start()
+        except ll.LabUnavailable as e:
+            server.stop()
+            problem = f"JupyterLab did not start: {e}"
+        if problem:
+            pytest.fail(problem, pytrace=False)
+        server.notebook = nb.name
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+def test_live_explorer_retrains_in_the_background(browser, lab):
+    context = browser.new_context(viewport=bb.VIEWPORT, service_workers="block")
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    outside, console = [], []
+    origin = lab.base.rstrip("/")
+
+    # Every request must go to this server. (Not page.route: routing each of JupyterLab's requests through Python
+    # is slow, and the sync API would hold them between calls.) Chromium resolves no host name but 127.0.0.1.
+    page.on("request", lambda r: None if r.url.startswith((origin, "data:", "blob:", "about:"))
+            else outside.append(r.url))
+    page.on("console", lambda m: console.append(f"{m.type}: {m.text[:300]}") if m.type == "error" else None)
+    page.on("pageerror", lambda exc: console.append(f"pageerror: {str(exc)[:300]}"))
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    t_start = time.monotonic()
+    timings: dict[str, float] = {}
+
+    def report(msg: str) -> str:
+        try:
+            page.screenshot(path=str(SHOTS / "live-explorer-failed.png"))
+        except Exception:  # noqa: BLE001
+            pass
+        try:
+            state = page.evaluate(STATE_JS)
+        except Exception as e:  # noqa: BLE001 - the page may be gone
+            state = f"(unreadable: {e})"
+        return (f"{msg}\nexplorer state: {state}\ntimings: {timings}\nscreenshot: {SHOTS / 'live-explorer-failed.png'}"
+                f"\nbrowser console errors: {console[-10:]}\noutside requests: {outside[:10]}"
+                f"\nserver log (tail):\n{lab.log_tail(2500)}")
+
+    try:
+        # --- open the chapter and run every cell from the Run menu
+        page.goto(lab.url(f"lab/tree/{lab.notebook}"), wait_until="domcontentloaded")
+        page.locator(".jp-Notebook .jp-Cell").first.wait_for(state="visible", timeout=60_000)
+        # the kernel is up once the toolbar's kernel status says Idle
+        if not poll(page, lambda: kernel_ready(lab) and page.evaluate(KERNEL_IDLE_JS), 90, 0.5):
+            pytest.fail(report(f"the notebook's kernel did not start and connect (kernels: {kernels(lab)})"),
+                        pytrace=False)
+        timings["lab_ready"] = time.monotonic() - t_start
+        page.locator(".jp-Notebook .jp-Cell").first.click()
+        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+        page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+        t_run = time.monotonic()
+
+        def explorer_drawn():
+            s = page.evaluate(STATE_JS)
+            if s["errors"]:
+                pytest.fail(report("a chapter cell failed:\n" + "\n---\n".join(s["errors"][:3])), pytrace=False)
+            if s["started"] == 0 and time.monotonic() - t_run > 30:
+                pytest.fail(report("Run > Run All Cells started no cell within 30 s"), pytrace=False)
+            return s if (s["loaded"] and s["running"] == 0) else None
+
+        first = poll(page, explorer_drawn, RUN_ALL_TIMEOUT, 0.5)
+        if not first:
+            pytest.fail(report(f"after Run All Cells the live explorer's figure did not appear within "
+                               f"{RUN_ALL_TIMEOUT} s"), pytrace=False)
+        timings["run_all"] = time.monotonic() - t_run
+        assert first["status"] == "", report(f"the explorer shows a status after its first draw: {first['status']!r}")
+        before = poll(page, lambda: page.evaluate(DIGEST_JS), 10)
+        assert before, report("could not read the explorer's PNG")
+
+        # --- a new cell below the explorer, typed now and run while the explorer trains
+        explorer_cell = page.locator(".jp-Notebook .jp-CodeCell", has=page.locator(".memlib-live-explorer"))
+        explorer_cell.locator(".jp-InputPrompt").click()
+        n_cells = page.evaluate(STATE_JS)["cells"]
+        page.keyboard.press("Escape")
+        page.keyboard.press("b")  # command mode: insert a cell below
+        if not poll(page, lambda: page.evaluate(STATE_JS)["cells"] == n_cells + 1, 5):
+            pytest.fail(report("could not add a cell below the explorer (key 'b' in command mode)"), pytrace=False)
+        page.keyboard.press("Enter")  # edit mode
+        page.keyboard.type(PROBE)
+        page.keyboard.press("Escape")  # back to command mode, not run yet
+
+        # --- move the slider one step
+        sliders = page.evaluate(SLIDERS_JS)
+        labels = [s["label"] for s in sliders]
+        assert SLIDER in labels, report(f"the live explorer has no {SLIDER!r} slider; its sliders: {sliders}")
+        i = labels.index(SLIDER)
+        old_readout = sliders[i]["readout"]
+        handle = page.locator(".memlib-live-explorer .widget-slider").nth(i).locator(".noUi-handle")
+        handle.scroll_into_view_if_needed()
+        handle.focus()
+        handle.press("ArrowRight")
+        t_move = time.monotonic()
+        if not poll(page, lambda: page.evaluate(SLIDERS_JS)[i]["readout"] != old_readout, 5):
+            pytest.fail(report(f"ArrowRight on the {SLIDER!r} slider did not move it (readout {old_readout!r})"),
+                        pytrace=False)
+        new_readout = page.evaluate(SLIDERS_JS)[i]["readout"]
+        training = poll(page, lambda: "training" in (page.evaluate(STATE_JS)["status"] or ""), 10, 0.1)
+        assert training, report(f"{SLIDER} {old_readout} -> {new_readout}: the explorer never said 'training…' "
+                                "(was the setting already cached?)")
+        timings["training_shown"] = time.monotonic() - t_move
+
+        # --- while it trains, run the probe cell: the kernel must answer at once
+        probe = page.locator(".jp-Notebook .jp-CodeCell", has=page.locator(".jp-InputArea-editor", has_text=PROBE))
+        probe.locator(".jp-InputPrompt").click()  # select it (command mode)
+        t_exec = time.monotonic()
+        page.keyboard.press("Control+Enter")  # run it (and add no further cell)
+        answered = poll(page, lambda: (lambda c: c if c["out"] else None)(page.evaluate(PROBE_CELL_JS, PROBE)),
+                        RESPONSIVE_WITHIN, 0.1)
+        timings["cell_round_trip"] = time.monotonic() - t_exec
+        assert answered, report(f"while the explorer trains, `{PROBE}` got no output within {RESPONSIVE_WITHIN} s: "
+                                "the kernel is blocked")
+        assert answered["out"] == "42", report(f"`{PROBE}` printed {answered['out']!r}")
+        assert "training" in (answered["status"] or ""), report(
+            f"the cell answered in {timings['cell_round_trip']:.1f} s, but the explorer had already finished training "
+            f"(status {answered['status']!r}), so this does not show the kernel answering during training")
+
+        # --- the figure changes once the new setting is trained
+        def changed():
+            s = page.evaluate(STATE_JS)
+            if s["status"] and "error" in s["status"]:
+                pytest.fail(report(f"the explorer reported: {s['status']}"), pytrace=False)
+            if "training" in (s["status"] or "") or not s["loaded"]:
+                return None
+            d = page.evaluate(DIGEST_JS)
+            return d if d and d != before else None
+
+        after = poll(page, changed, TRAIN_TIMEOUT, 0.5)
+        timings["retrained"] = time.monotonic() - t_move
+        assert after, report(f"{SLIDER} {old_readout} -> {new_readout}: the explorer's figure did not change within "
+                             f"{TRAIN_TIMEOUT} s")
+        final = page.evaluate(STATE_JS)
+        assert final["loaded"] and final["status"] == "", report("the new figure is not shown cleanly")
+
+        explorer_cell.evaluate("c => c.scrollIntoView({block: 'start'})")  # the explorer and the probe cell below it
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(SHOTS / "live-explorer.png"))
+        timings["total"] = time.monotonic() - t_start
+        print(f"\nlive explorer: {SLIDER} {old_readout} -> {new_readout}; png {before[:12]}… -> {after[:12]}…; "
+              + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
+              + f"; screenshot {SHOTS / 'live-explorer.png'}")
+        assert not outside, f"the page sent requests outside the loopback server: {outside[:10]}"
+    finally:
+        context.close()

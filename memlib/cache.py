@@ -137,16 +137,18 @@ class _locked:
         self.fd.close()
 
 
-def run_many(cfgs, *, cache: bool = True, source: str | None = None, labels: np.ndarray | None = None) -> list[RunResult]:
+def run_many(cfgs, *, cache: bool = True, source: str | None = None, labels: np.ndarray | None = None,
+             **kw) -> list[RunResult]:
     """run() for each config, in order; the ones not cached yet are trained together.
 
     Configs of one shape (memlib.batched.SHAPE_FIELDS) are trained in lockstep by memlib.batched.train_many,
     whose runs are bit-identical to train()'s, so a run is the same whether it came from run() or from here.
-    Each new run is written atomically under the same per-run lock run() takes.
+    Each new run is written atomically under the same per-run lock run() takes. With labels, or any other
+    option of run() (kw), the configs go through run() one by one.
     """
     cfgs = list(cfgs)
-    if labels is not None:  # one labels array for every config: rare, one by one
-        return [run(c, cache=cache, source=source, labels=labels) for c in cfgs]
+    if labels is not None or kw:
+        return [run(c, cache=cache, source=source, labels=labels, **kw) for c in cfgs]
     out: list[RunResult | None] = [None] * len(cfgs)
     if not cache or source is not None:
         for idx in group_by_shape(cfgs):

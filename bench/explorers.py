@@ -50,11 +50,15 @@ def wait_done(ex, timeout: float = 300.0) -> None:
 
 
 def moves_for(spec, base, n: int) -> list[tuple[str, object]]:
-    """n slider moves to settings the explorer has not shown yet: the first control's other values, then the next."""
+    """n slider moves to settings not in the cache yet (real retrains): the first control's other values, then the next."""
+    import dataclasses
+
+    from memlib.cache import is_cached
+
     out = []
     for name, values in spec.controls.items():
         for v in values:
-            if v != getattr(base, name) and len(out) < n:
+            if v != getattr(base, name) and len(out) < n and not is_cached(dataclasses.replace(base, **{name: v})):
                 out.append((name, v))
     return out
 

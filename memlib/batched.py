@@ -10,23 +10,34 @@ exactly what train() gives it: its own subset, labels, initialization, batch ord
 optimizer state and Recorder (the evaluation and result assembly of memlib.train).
 
 Bit-identical to train(), by construction and by check. The training step is written out by hand
-(forward, cross-entropy, backward) in the operations autograd uses for one network, each applied to
-all K networks at once: baddbmm for nn.Linear's addmm, bmm for its gradients, one reduction for the
-bias gradients, one log-softmax over all rows. Whether such a batched operation gives, for every
-network, exactly the bits the single-network operation gives depends on the BLAS library, the CPU and
-the thread count (MKL with 2 threads splits a 128x128x784 product differently than its batched
-routine does; with 1 thread they agree). So every operation is checked once per process, shape and
-thread count, on random data, against what train() computes: when the batched form differs, that
-operation runs network by network (the single-network operation on each slice) instead, and when
-even that differs the whole group falls back to train() one config after another. The optimizer
-step (torch.optim's fused kernels over every network's parameters at once), the per-batch gradient
-norms (one torch._foreach_norm) and the loss (nll_loss per network) are the very kernels train()
-runs, on tensors of the same shapes. A network that finishes (its epochs, or stop_at) leaves the
-batch; the others go on as a smaller batch.
+in the operations autograd runs for one network, each applied to all K networks at once: baddbmm
+for nn.Linear's addmm, bmm for its weight and input gradients, one reduction for the bias
+gradients, one log-softmax and its backward for the cross-entropy's gradient. Whether such a
+batched operation gives every network exactly the bits train() gets depends on the BLAS library,
+the CPU and the thread count (with 2 threads MKL splits a 128x784 @ 784x128 product differently
+than its batched routine does; with 1 thread they agree). So before a batch trains, plan() checks
+every operation once per process, shape and thread count on random data against train()'s own
+calls (F.linear, and autograd through F.linear and F.cross_entropy) on standalone copies: when the
+batched form differs, that operation runs network by network in train()'s own call instead, and
+when even that differs the configs are trained one by one with train(). The rest are train()'s
+kernels on tensors of the same shapes: the loss (F.cross_entropy per network), the per-batch
+gradient norms (one torch._foreach_norm over every network's gradients), the optimizer step
+(torch.optim's fused kernels; one optimizer per optimizer and learning rate over the networks'
+parameters, which are views of the stacked [K, ...] weights) and the evaluation and result assembly
+(memlib.train.Recorder). A network that finishes (its epochs, or stop_at) leaves the batch; the
+others go on as a smaller batch (checked again). The check is on values spread over many orders of
+magnitude, where any change in the order of a sum shows in the bits; what it cannot see is a BLAS
+that picks its algorithm by something other than shapes and thread count (such as the alignment of
+the data: none of MKL's products here do), and the tests compare whole runs with train() as well.
 
 Results therefore do not depend on which configs share a batch: train_many([a, b])[0] equals
 train_many([a])[0] equals train(a). Note that train() itself depends on the thread count
-(torch.get_num_threads()): the same config trained with 1 and with 2 threads differs in the last bits.
+(torch.get_num_threads()): the same config trained with 1 and with 2 threads differs in the last
+bits, so "identical" always means "at the same thread count".
+
+Memory: the training images of all K networks sit in one tensor, the validation and test images
+once; each network's evaluation blocks are views, or copies into one scratch block where a block
+spans two parts (train()'s concatenated evaluation set is never built K times).
 """
 from __future__ import annotations
 
@@ -95,73 +106,115 @@ def train_many(cfgs, source: str | None = None) -> list[RunResult]:
 
 
 # ---------------------------------------------------------------- the operations, batched and per network
+#
+# Each operation of the training step has a batched form over [K, ...] tensors and a single form: what train()
+# computes for one network, on [...] tensors. The single forms are the very calls train() makes: F.linear for
+# nn.Linear, and autograd itself (through F.linear and F.cross_entropy) for the gradients, so that plan() compares
+# the batched forms with train()'s bits, not with a guess at how autograd computes them.
+
 
 def _linear(h, w, b, out=None):
     return torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2), out=out)
 
 
-def _grad_weight(g, h, out=None):
-    return torch.bmm(g.transpose(1, 2), h, out=out)
-
-
-def _grad_input(g, w, out=None):
+def _grad_input(g, h, w, out=None):
     return torch.bmm(g, w, out=out)
 
 
-def _grad_bias(g, out=None):
+def _grad_weight(g, h, w, out=None):
+    return torch.bmm(g.transpose(1, 2), h, out=out)
+
+
+def _grad_bias(g, h, w, out=None):
     return torch.sum(g, 1, out=out)
 
 
-def _log_softmax(z, out=None):
-    return torch.log_softmax(z, -1)
+def _ce_grad(z, y, out=None):
+    """The gradient of each network's mean cross-entropy with respect to its logits z [K, B, C] (labels y [K, B])."""
+    k, B, C = z.shape
+    logp = torch.log_softmax(z, -1)
+    # nll_loss's gradient (reduction mean): -1/B at each row's label, computed in float32 as its kernel does
+    seed = float(-(torch.ones((), dtype=z.dtype) / B))
+    g = torch.zeros(k * B, C, dtype=z.dtype, device=z.device).scatter_(1, y.reshape(-1, 1), seed)
+    return torch._log_softmax_backward_data(g.view(k, B, C), logp, -1, z.dtype)
 
 
-def _log_softmax_backward(g, y, out=None):
-    return torch._log_softmax_backward_data(g, y, -1, y.dtype)
+def _autograd_linear(g, h, w):
+    """(dh, dw, db): what autograd gives train() for F.linear(h, w, b) when the gradient g comes back."""
+    h, w = h.detach().requires_grad_(), w.detach().requires_grad_()
+    b = torch.zeros(w.shape[0], dtype=w.dtype, device=w.device, requires_grad=True)
+    with torch.enable_grad():
+        F.linear(h, w, b).backward(g)
+    return h.grad, w.grad, b.grad
 
 
-# name: (the batched form over [K, ...] tensors, what train() computes for one network on [...] tensors).
-# The single forms are autograd's for F.cross_entropy(MLP(x), y): nn.Linear is addmm(b, h, w.t()); its weight
-# gradient g.t() @ h, its input gradient g @ w, its bias gradient g.sum(0); log_softmax and its backward on dim 1.
+def _autograd_ce(z, y):
+    """What autograd gives train() for the logits' gradient of F.cross_entropy(z, y)."""
+    z = z.detach().requires_grad_()
+    with torch.enable_grad():
+        F.cross_entropy(z, y).backward()
+    return z.grad
+
+
+# name: (batched form, single form, which of the single form's outputs (None: its only one), which arguments are labels)
 _OPS = {
-    "linear": (_linear, F.linear),
-    "grad_weight": (_grad_weight, lambda g, h: g.t().mm(h)),
-    "grad_input": (_grad_input, torch.mm),
-    "grad_bias": (_grad_bias, lambda g: g.sum(0)),
-    "log_softmax": (_log_softmax, lambda z: torch.log_softmax(z, 1)),
-    "log_softmax_backward": (_log_softmax_backward, lambda g, y: torch._log_softmax_backward_data(g, y, 1, y.dtype)),
+    "linear": (_linear, F.linear, None, ()),
+    "grad_input": (_grad_input, _autograd_linear, 0, ()),
+    "grad_weight": (_grad_weight, _autograd_linear, 1, ()),
+    "grad_bias": (_grad_bias, _autograd_linear, 2, ()),
+    "ce_grad": (_ce_grad, _autograd_ce, None, (1,)),
 }
-
+_INTO_BUFFERS = ("grad_weight", "grad_bias")  # written with out= into the gradient buffers the parameters view
 _PLANS: dict = {}  # (op, argument shapes, device type, threads) -> "batched" | "looped" | None
 
 
+def _single(name, *args):
+    _, single, part, _ = _OPS[name]
+    out = single(*args)
+    return out if part is None else out[part]
+
+
 def _looped(name, *args, out=None):
-    """The single-network operation on each network's slice, stacked."""
-    single = _OPS[name][1]
-    return torch.stack([single(*(a[k] for a in args)) for k in range(len(args[0]))], out=out)
+    """The single form on each network's slice, stacked."""
+    return torch.stack([_single(name, *(a[k] for a in args)) for k in range(len(args[0]))], out=out)
 
 
-def _random(shape, gen, device):
-    """Normal values over a wide range of magnitudes: any change in the order of a sum shows in the bits."""
+def _random(shape, gen, device, labels=False):
+    """Normal values over a wide range of magnitudes (any change in the order of a sum shows in the bits), or labels."""
+    if labels:
+        return torch.randint(0, N_CLASSES, shape, generator=gen, device=device)
     x = torch.randn(shape, generator=gen, device=device)
     return x * torch.exp2(torch.randint(-6, 7, shape, generator=gen, device=device).float())
+
+
+@functools.lru_cache(maxsize=1)
+def _calibration(name_group: str, shapes: tuple, device: torch.device, threads: int):
+    """Random arguments for these shapes and, for each network, the single form's outputs on standalone copies.
+
+    Cached for the last shapes: grad_input, grad_weight and grad_bias share one autograd call per network.
+    """
+    _, single, _, labels = _OPS[name_group]
+    gen = torch.Generator(device=device).manual_seed(0)
+    args = [_random(s, gen, device, i in labels) for i, s in enumerate(shapes)]
+    with torch.no_grad():
+        refs = [single(*(a[k].clone() for a in args)) for k in range(shapes[0][0])]
+    return args, refs
 
 
 def plan(name: str, shapes: tuple, device: torch.device) -> str | None:
     """How to run op `name` on arguments of these [K, ...] shapes so that every network gets train()'s bits.
 
-    "batched" when the batched form reproduces, for each network, the single-network operation on a standalone
-    copy of its slice (checked once per process, shape, device and thread count on random data), else "looped"
-    when the single-network operation on the slices does, else None.
+    "batched" when the batched form reproduces, for each network, the single form (train()'s own call) on a
+    standalone copy of its slice (checked once per process, shape, device and thread count on random data), else
+    "looped" when the single form on the slices does, else None.
     """
     key = (name, shapes, device.type, torch.get_num_threads())
     if key not in _PLANS:
-        batched, single = _OPS[name]
-        gen = torch.Generator(device=device).manual_seed(0)
-        args = [_random(s, gen, device) for s in shapes]
+        batched, _, part, _ = _OPS[name]
+        args, refs = _calibration("grad_weight" if part is not None else name, shapes, device, key[-1])
         with torch.no_grad():
-            ref = torch.stack([single(*(a[k].clone() for a in args)) for k in range(shapes[0][0])])
-            got = batched(*args, out=torch.empty_like(ref)) if name in ("grad_weight", "grad_bias") else batched(*args)
+            ref = torch.stack(refs if part is None else [r[part] for r in refs])
+            got = batched(*args, out=torch.empty_like(ref)) if name in _INTO_BUFFERS else batched(*args)
             if torch.equal(got, ref):
                 _PLANS[key] = "batched"
             elif torch.equal(_looped(name, *args), ref):
@@ -203,13 +256,13 @@ class _Lockstep:
         plans = []
         for B in self.batches:
             for j, (i, o) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
+                shapes = ((k, B, o), (k, B, i), (k, o, i))
                 plans += [plan("linear", ((k, B, i), (k, o, i), (k, o)), self.device),
-                          plan("grad_weight", ((k, B, o), (k, B, i)), self.device),
-                          plan("grad_bias", ((k, B, o),), self.device)]
+                          plan("grad_weight", shapes, self.device), plan("grad_bias", shapes, self.device)]
                 if j > 0:  # the input images need no gradient
-                    plans.append(plan("grad_input", ((k, B, o), (k, o, i)), self.device))
-            plans += [plan("log_softmax", ((k, B, N_CLASSES),), self.device),
-                      plan("log_softmax_backward", ((k, B, N_CLASSES), (k, B, N_CLASSES)), self.device)]
+                    plans.append(plan("grad_input", shapes, self.device))
+            plans.append(plan("ce_grad", ((k, B, N_CLASSES), (k, B)), self.device))
+        _calibration.cache_clear()
         return all(p is not None for p in plans)
 
     def run(self) -> list[RunResult]:
@@ -359,15 +412,12 @@ class _Lockstep:
             if j < L - 1:
                 h = h.relu_()
                 hs.append(h)
-        logp = self._op("log_softmax", h)
-        losses = [F.nll_loss(logp[m], y[m * B:(m + 1) * B]) for m in range(k)]
-        # nll_loss's gradient (mean over the batch): -1/B at each row's label, computed in float32 as autograd does
-        seed = float(-(torch.ones((), dtype=logp.dtype) / B))
-        g = torch.zeros(k * B, N_CLASSES, dtype=logp.dtype, device=logp.device).scatter_(1, y.unsqueeze(1), seed)
-        g = self._op("log_softmax_backward", g.view(k, B, N_CLASSES), logp)
+        y = y.view(k, B)
+        losses = [F.cross_entropy(h[m], y[m]) for m in range(k)]  # train()'s call, network by network
+        g = self._op("ce_grad", h, y)
         for j in reversed(range(L)):
-            self._op("grad_weight", g, hs[j], out=self.gw[j])
-            self._op("grad_bias", g, out=self.gb[j])
+            self._op("grad_weight", g, hs[j], self.w[j], out=self.gw[j])
+            self._op("grad_bias", g, hs[j], self.w[j], out=self.gb[j])
             if j > 0:
-                g = torch.ops.aten.threshold_backward(self._op("grad_input", g, self.w[j]), hs[j], 0)
+                g = torch.ops.aten.threshold_backward(self._op("grad_input", g, hs[j], self.w[j]), hs[j], 0)
         return torch._foreach_norm(self.grads), losses

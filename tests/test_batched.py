@@ -96,8 +96,8 @@ def test_group_by_shape():
 
 def test_a_batched_operation_that_differs_is_run_network_by_network(monkeypatch):
     """When the batched form of an operation changes any bit, plan() picks the per-network form: still exact."""
-    batched, single = B._OPS["linear"]
-    monkeypatch.setitem(B._OPS, "linear", (lambda h, w, b, out=None: batched(h, w, b) * (1 + 2 ** -20), single))
+    batched, *rest = B._OPS["linear"]
+    monkeypatch.setitem(B._OPS, "linear", (lambda h, w, b, out=None: batched(h, w, b) * (1 + 2 ** -20), *rest))
     monkeypatch.setattr(B, "_PLANS", {})
     cfgs = [tiny(seed=s) for s in range(3)]
     assert_as_train(cfgs, train_many(cfgs))

@@ -60,6 +60,9 @@ from .train import EVAL_CHUNK, Prepared, Recorder, RunResult, _progress, draw, p
 # Fields that must agree for configs to train together (besides the device they resolve to).
 SHAPE_FIELDS = ("n_train", "depth", "width", "batch_size")
 MAX_GROUP = 8  # group_by_shape puts at most this many configs in one batch (memory grows with K)
+# Wider networks gain nothing from batching on a CPU (bench/sweeps.py, 8 seeds at width 512, 1 thread: 0.9x, the
+# products are large enough already): group_by_shape gives them groups of one, i.e. train() one by one.
+MAX_WIDTH = 256
 
 
 def shape_key(cfg: RunConfig) -> tuple:
@@ -80,13 +83,16 @@ def check_same_shape(cfgs) -> None:
             raise ValueError(f"train_many: configs differ in device ({first.device!r} and {c.device!r})")
 
 
-def group_by_shape(cfgs, max_group: int = MAX_GROUP) -> list[list[int]]:
+def group_by_shape(cfgs, max_group: int = MAX_GROUP, max_width: int = MAX_WIDTH) -> list[list[int]]:
     """Indices of cfgs in groups that train_many can train together: one shape each, in first-seen order, at most
-    max_group configs, a shape's configs split into groups of nearly equal size (9 configs: 5 and 4, not 8 and 1)."""
+    max_group configs, a shape's configs split into groups of nearly equal size (9 configs: 5 and 4, not 8 and 1);
+    configs wider than max_width alone."""
+    cfgs = list(cfgs)
     shapes: OrderedDict = OrderedDict()
     for i, c in enumerate(cfgs):
         shapes.setdefault(shape_key(c), []).append(i)
-    return [part.tolist() for idx in shapes.values() for part in np.array_split(idx, -(-len(idx) // max_group))]
+    return [part.tolist() for idx in shapes.values()
+            for part in np.array_split(idx, len(idx) if cfgs[idx[0]].width > max_width else -(-len(idx) // max_group))]
 
 
 def train_many(cfgs, source: str | None = None) -> list[RunResult]:

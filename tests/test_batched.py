@@ -92,6 +92,7 @@ def test_group_by_shape():
     assert group_by_shape([tiny(seed=s) for s in range(5)], max_group=2) == [[0, 1], [2, 3], [4]]
     assert group_by_shape([tiny(seed=s) for s in range(9)], max_group=8) == [[0, 1, 2, 3, 4], [5, 6, 7, 8]]
     assert group_by_shape([]) == []
+    assert group_by_shape([tiny(width=300, seed=s) for s in range(3)], max_width=256) == [[0], [1], [2]]
 
 
 def test_a_batched_operation_that_differs_is_run_network_by_network(monkeypatch):

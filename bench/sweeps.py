@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -36,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import memlib  # noqa: E402
+from environment import describe, load_average  # noqa: E402  (bench/ is the script folder)
 from memlib.batched import train_many  # noqa: E402
 from memlib.config import RunConfig  # noqa: E402
 from memlib.modes import MODES, scale  # noqa: E402
@@ -111,9 +110,9 @@ def time_width(width: int, args) -> dict:
 
 
 def bench(args) -> dict:
-    load0 = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    load0 = load_average()
     rows = [time_width(w, args) for w in args.widths]
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    load = load_average()
     speedup = min(r["speedup_best"] for r in rows)
     c = configs(1, args.widths[0], args)[0]
     device = pick_device(args.device)
@@ -128,18 +127,7 @@ def bench(args) -> dict:
                    "n_train": c.n_train, "epochs": c.epochs, "batch_size": c.batch_size, "optimizer": c.optimizer,
                    "eval_size": c.eval_size, "probe_size": c.probe_size, "rep_epochs": c.rep_epochs,
                    "mode": args.mode, "repeats": args.repeats},
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "memlib": memlib.__version__,
-        "threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "load_average_1min": {"before": None if load0 is None else round(load0, 2),
-                              "after": None if load is None else round(load, 2)},
-        "warning": (f"the machine was busy (1-minute load average {max(load0, load):.1f} on {os.cpu_count()} CPUs): "
-                    "timings are noisy; compare the CPU-time ratios, or rerun on an idle machine")
-        if load is not None and max(load0, load) > 0.75 * (os.cpu_count() or 1) else None,
+        **describe(device, load0, load, "compare the CPU-time ratios"),
     }
 
 

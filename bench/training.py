@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -40,11 +39,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-import memlib  # noqa: E402
+from environment import describe, load_average  # noqa: E402  (bench/ is the script folder)
 import memlib.data as D  # noqa: E402
 from memlib.config import RunConfig  # noqa: E402
 from memlib.models import MLP, make_optimizer  # noqa: E402
@@ -187,7 +185,7 @@ def sps(t: dict, samples: int) -> dict:
 
 
 def bench(epochs: int, repeats: int, device_name: str) -> dict:
-    load0 = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    load0 = load_average()
     device = pick_device(device_name)
     data = Data(device)
     samples = N_TRAIN * epochs
@@ -220,7 +218,7 @@ def bench(epochs: int, repeats: int, device_name: str) -> dict:
         }
 
     top = headline("best")
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    load = load_average()
     return {
         **top,
         "statistic": "best of repeats (the least disturbed call; medians under 'median')",
@@ -255,19 +253,7 @@ def bench(epochs: int, repeats: int, device_name: str) -> dict:
             "epochs": epochs, "seed": SEED, "repeats": repeats, "eval_size": full.eval_size,
             "probe_size": full.probe_size, "rep_epochs": full.rep_epochs, "samples_per_call": samples,
         },
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "memlib": memlib.__version__,
-        "threads": torch.get_num_threads(),
-        "interop_threads": torch.get_num_interop_threads(),
-        "cpu_count": os.cpu_count(),
-        "load_average_1min": {"before": None if load0 is None else round(load0, 2),
-                              "after": None if load is None else round(load, 2)},
-        "warning": (f"the machine was busy (1-minute load average {max(load0, load):.1f} on {os.cpu_count()} CPUs): "
-                    "timings are noisy; compare the best-of figures, or rerun on an idle machine")
-        if load is not None and max(load0, load) > 0.75 * (os.cpu_count() or 1) else None,
+        **describe(device, load0, load, "compare the best-of figures"),
     }
 
 

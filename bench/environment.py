@@ -1,0 +1,33 @@
+"""What every benchmark reports about where it ran: versions, device, threads, and how busy the machine was."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+import memlib
+
+
+def load_average() -> float | None:
+    """The 1-minute load average (None where the OS has none)."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
+def describe(device: torch.device, load0: float | None, load: float | None, advice: str) -> dict:
+    """Versions, device, threads and load before/after, with a warning when the machine was busy."""
+    busy = load is not None and load0 is not None and max(load0, load) > 0.75 * (os.cpu_count() or 1)
+    return {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "memlib": memlib.__version__,
+        "threads": torch.get_num_threads(),
+        "interop_threads": torch.get_num_interop_threads(),
+        "cpu_count": os.cpu_count(),
+        "load_average_1min": {"before": None if load0 is None else round(load0, 2),
+                              "after": None if load is None else round(load, 2)},
+        "warning": (f"the machine was busy (1-minute load average {max(load0, load):.1f} on {os.cpu_count()} CPUs): "
+                    f"timings are noisy; {advice}, or rerun on an idle machine") if busy else None,
+    }

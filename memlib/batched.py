@@ -305,7 +305,7 @@ class _Lockstep:
 
         The training images of all networks live in one [K * n, 784] tensor (network k's at rows k * n ...), the
         validation and test images once per eval_size; each network's evaluation set is never concatenated:
-        _chunks hands _evaluate the same blocks of rows that p.x_eval.split(EVAL_CHUNK) would.
+        _chunks hands the Recorder the same blocks of rows that p.x_eval.split(EVAL_CHUNK) would.
         """
         dev, n, K = self.device, self.n, len(self.cfgs)
         draws = [draw(c, self.source) for c in self.cfgs]
@@ -318,14 +318,14 @@ class _Lockstep:
         for e in sorted({c.eval_size for c in self.cfgs}):
             shared[e] = (to_device(D.standardize(mn.x_val[:e]), dev), to_device(D.standardize(mn.x_test[:e]), dev),
                          to_device(np.concatenate([mn.y_val[:e], mn.y_test[:e], mn.y_test[:e]]), dev))
-        self.scratch = torch.empty(min(EVAL_CHUNK, n + 3 * max(shared)), N_INPUT, device=dev)
+        self.scratch = torch.empty(min(EVAL_CHUNK, 3 * max(shared)), N_INPUT, device=dev)
         out = []
         for k, (c, d) in enumerate(zip(self.cfgs, draws)):
             val, test, y_eval = shared[c.eval_size]
             x, y = self.x_all[k * n:(k + 1) * n], self.y_all[k * n:(k + 1) * n]
             p = Prepared(x, y, None, y_eval, to_device(D.standardize(mn.x_test[d.probe_idx]), dev),
                          d.train_idx, d.labels, d.true_labels, d.corrupted, d.probe_idx)
-            out.append((p, (x, val, test, to_device(D.standardize(d.shifted[:c.eval_size]), dev))))
+            out.append((p, (val, test, to_device(D.standardize(d.shifted[:c.eval_size]), dev))))
         return out
 
     def _chunks(self, parts):
@@ -342,11 +342,14 @@ class _Lockstep:
         nets = []
         for k, (c, (p, parts)) in enumerate(zip(self.cfgs, self._prepare())):
             nets.append(_Net(k, c, p, dev))
-            nets[-1].rec.eval_chunks = functools.partial(self._chunks, parts)  # train, val, test, shifted
+            nets[-1].rec.eval_chunks = functools.partial(self._chunks, parts)  # val, test, shifted
         offsets = torch.arange(K, device=dev) * n
         optimizers = {}
         for net in nets:
             optimizers.setdefault((net.cfg.optimizer, net.cfg.learning_rate), []).append(net.model)
+        pred = torch.empty(K, n, dtype=torch.long, device=dev)  # [K, n] each network's predictions of the pass
+        for net in nets:
+            net.rec.pass_pred = pred[net.slot]
         self._stack(nets)
         opts = [make_optimizer(nn.ModuleList(models), name, lr) for (name, lr), models in optimizers.items()]
 
@@ -366,19 +369,21 @@ class _Lockstep:
             perms = torch.stack([torch.randperm(n, generator=net.gen) for net in active]).to(dev) + offsets[slots, None]
             for b in range(self.steps_per_epoch):
                 idx = perms[:, b * bs:(b + 1) * bs].reshape(-1)
-                norms, losses = self._step(idx, len(active))
+                norms, losses, logits = self._step(idx, len(active))
                 if len(active) == K:
                     torch.stack(norms, out=gnorm[step].view(-1))
                     torch.stack(losses, out=bloss[step])
+                    pred[:, b * bs:(b + 1) * bs] = logits.argmax(-1)
                 else:
                     gnorm[step, slots] = torch.stack(norms).view(len(active), n_params)
                     bloss[step, slots] = torch.stack(losses)
+                    pred[slots, b * bs:(b + 1) * bs] = logits.argmax(-1)
                 for opt in opts:
                     opt.step()
                 step += 1
             finished = []
-            for net in active:
-                net.rec.checkpoint(epoch)
+            for m, net in enumerate(active):
+                net.rec.checkpoint(epoch, perms[m] - offsets[net.slot], bloss[step - self.steps_per_epoch:step, net.slot])
                 if epoch == net.cfg.epochs or net.rec.stops_early(epoch):
                     finished.append(net)
             bar.update(1)
@@ -405,8 +410,8 @@ class _Lockstep:
     def _step(self, idx: torch.Tensor, k: int) -> tuple[list, list]:
         """Forward and backward for the k active networks on their mini-batches (rows idx of the stacked data).
 
-        Leaves the gradients in the networks' .grad and returns their norms (network by network, w1, b1, w2, ...)
-        and each network's mini-batch loss.
+        Leaves the gradients in the networks' .grad and returns their norms (network by network, w1, b1, w2, ...),
+        each network's mini-batch loss and the logits [k, B, 10].
         """
         B = idx.numel() // k
         h = self.x_all.index_select(0, idx).view(k, B, N_INPUT)
@@ -419,6 +424,7 @@ class _Lockstep:
                 h = h.relu_()
                 hs.append(h)
         y = y.view(k, B)
+        logits = h
         losses = [F.cross_entropy(h[m], y[m]) for m in range(k)]  # train()'s call, network by network
         g = self._op("ce_grad", h, y)
         for j in reversed(range(L)):
@@ -426,4 +432,4 @@ class _Lockstep:
             self._op("grad_bias", g, hs[j], self.w[j], out=self.gb[j])
             if j > 0:
                 g = torch.ops.aten.threshold_backward(self._op("grad_input", g, hs[j], self.w[j]), hs[j], 0)
-        return torch._foreach_norm(self.grads), losses
+        return torch._foreach_norm(self.grads), losses, logits

@@ -66,12 +66,12 @@ class RunConfig:
     lr: float | None = None  # None: DEFAULT_LR[optimizer]
     batch_size: int = 128
     epochs: int = 10  # epochs to train (the cap when stop_at is set)
-    stop_at: float | None = None  # stop early once training accuracy on the given labels reaches this; None: never
+    stop_at: float | None = None  # stop after the first epoch whose training accuracy (given labels) reaches this; None: never
     seed: int = 0
     probe_size: int = 2_000  # fixed test images whose representations are recorded
     rep_layers: tuple[int, ...] | None = None  # hidden layers (1-based) to record; None: all
     rep_epochs: str = "all"  # record representations: 'all' epochs, 'ends' (init, last), 'none'
-    eval_size: int = N_TEST  # validation/test images evaluated every epoch
+    eval_size: int = 2_000  # validation, test and shifted-test images evaluated every epoch (10_000: whole splits)
     shift_degrees: float = 30.0  # test-time rotation drawn uniformly in [-d, d]
     device: str = "auto"  # 'auto' (CUDA when present), 'cpu' or 'cuda'; not part of the cache key
     progress: bool | None = None  # tqdm bar; None: only for long runs. Not part of the cache key

@@ -17,8 +17,14 @@ from .models import MLP, layer_names, make_optimizer
 from .rng import rng_for, torch_generator
 
 # Per-checkpoint metrics, in this order; checkpoint 0 is the initialization, k the end of epoch k.
+# The five training-set metrics are taken at checkpoint 0 by evaluating the untrained model on the whole training
+# set and, for epoch k >= 1, from epoch k's own training pass: each example is scored by the prediction the network
+# made for it when its mini-batch came (before that batch's update), as Keras's logs and the forgetting-events
+# literature do. That costs nothing extra; evaluating the whole training set again after every epoch would cost a
+# third of the training itself. Validation, test and shifted-test accuracy are evaluated with the model at the end of
+# each epoch (the first eval_size images of each split).
 METRICS = (
-    "loss",  # cross-entropy on the training set against the labels as given (noisy)
+    "loss",  # cross-entropy against the labels as given (noisy): epoch k's mean mini-batch loss
     "train_acc",  # accuracy on the training labels as given
     "train_acc_clean",  # ... on the examples whose label was left unchanged
     "train_acc_corrupted_noisy",  # ... on the changed examples, against their noisy labels (memorization)
@@ -27,6 +33,7 @@ METRICS = (
     "test_acc",
     "shift_acc",  # test accuracy on the rotated test images
 )
+N_FIT = 5  # METRICS[:N_FIT] describe the training set; the rest are held-out evaluations
 
 
 @dataclass
@@ -93,7 +100,7 @@ class Prepared:
 
     x: torch.Tensor  # [n_train, 784] float32 standardised
     y: torch.Tensor  # [n_train] int64 labels as given (noisy)
-    x_eval: torch.Tensor  # [n_train + 3 * eval_size, 784]: train, val, test, shifted test
+    x_eval: torch.Tensor  # [3 * eval_size, 784]: validation, test, shifted test
     y_eval: torch.Tensor  # [3 * eval_size] int64 true labels of val, test, shifted test
     x_probe: torch.Tensor  # [probe_size, 784]
     train_idx: np.ndarray
@@ -142,42 +149,45 @@ def prepare(cfg: RunConfig, device: torch.device, source: str | None = None, lab
     d = draw(cfg, source, labels)
     mn, k = d.mnist, cfg.eval_size
     x_tr = D.standardize(mn.x_train[d.train_idx])
-    x_eval = np.concatenate([x_tr, D.standardize(mn.x_val[:k]), D.standardize(mn.x_test[:k]), D.standardize(d.shifted[:k])])
+    x_eval = np.concatenate([D.standardize(mn.x_val[:k]), D.standardize(mn.x_test[:k]), D.standardize(d.shifted[:k])])
     y_eval = np.concatenate([mn.y_val[:k], mn.y_test[:k], mn.y_test[:k]])
     dev = functools.partial(to_device, device=device)
     return Prepared(dev(x_tr), dev(d.labels), dev(x_eval), dev(y_eval), dev(D.standardize(mn.x_test[d.probe_idx])),
                     d.train_idx, d.labels, d.true_labels, d.corrupted, d.probe_idx)
 
 
-EVAL_CHUNK = 8192  # rows of x_eval per forward pass in the evaluation
+EVAL_CHUNK = 8192  # rows per forward pass when evaluating
 
 
-@torch.no_grad()
-def _evaluate(model: MLP, p: Prepared, n_train: int, k: int, y_true_train: torch.Tensor, changed: torch.Tensor, chunks=None) -> torch.Tensor:
-    """All METRICS at one checkpoint as a [len(METRICS)] tensor (no host sync).
-
-    chunks: the rows of p.x_eval in blocks of EVAL_CHUNK (default p.x_eval.split(EVAL_CHUNK)), for a caller that
-    holds them elsewhere.
-    """
-    chunks = p.x_eval.split(EVAL_CHUNK) if chunks is None else chunks
-    logits = torch.cat([model(c) for c in chunks])  # [n_train + 3k, 10]
-    pred = logits.argmax(1)
-    tr_logits, tr_pred = logits[:n_train], pred[:n_train]
-    loss = F.cross_entropy(tr_logits, p.y)
-    hit_noisy = (tr_pred == p.y).float()
-    hit_true = (tr_pred == y_true_train).float()
+def _fit_metrics(pred: torch.Tensor, loss: torch.Tensor, y: torch.Tensor, y_true: torch.Tensor,
+                 changed: torch.Tensor) -> torch.Tensor:
+    """METRICS[:N_FIT] from predictions pred [n] on examples with given labels y, true labels y_true, mask changed."""
+    hit_noisy = (pred == y).float()
+    hit_true = (pred == y_true).float()
     clean = ~changed
     n_c, n_x = clean.sum().clamp(min=1), changed.sum().clamp(min=1)
-    nan = torch.tensor(float("nan"), device=logits.device)
-    hits = (pred[n_train:] == p.y_eval).float().view(3, k).mean(1)
+    nan = torch.tensor(float("nan"), device=pred.device)
     return torch.stack([
-        loss,
+        loss.float(),
         hit_noisy.mean(),
         torch.where(clean.any(), (hit_noisy * clean).sum() / n_c, nan),
         torch.where(changed.any(), (hit_noisy * changed).sum() / n_x, nan),
         torch.where(changed.any(), (hit_true * changed).sum() / n_x, nan),
-        hits[0], hits[1], hits[2],
     ])
+
+
+@torch.no_grad()
+def _held_out_metrics(model: MLP, chunks, y_eval: torch.Tensor, k: int) -> torch.Tensor:
+    """val_acc, test_acc, shift_acc as a [3] tensor from the blocks of the evaluation images (no host sync)."""
+    pred = torch.cat([model(c) for c in chunks]).argmax(1)  # [3k]
+    return (pred == y_eval).float().view(3, k).mean(1)
+
+
+@torch.no_grad()
+def _evaluate_fit(model: MLP, x: torch.Tensor, y: torch.Tensor, y_true: torch.Tensor, changed: torch.Tensor) -> torch.Tensor:
+    """METRICS[:N_FIT] of the model as it stands, on the whole training set x [n, 784]."""
+    logits = torch.cat([model(c) for c in x.split(EVAL_CHUNK)])  # [n, 10]
+    return _fit_metrics(logits.argmax(1), F.cross_entropy(logits, y), y, y_true, changed)
 
 
 def _rep_checkpoints(cfg: RunConfig) -> list[int]:
@@ -205,6 +215,11 @@ class Recorder:
         self.reps = {f"hidden{j}": np.empty((len(self.rep_at), cfg.probe_size, cfg.width), np.float16) for j in self.keep}
         self.done = cfg.epochs  # epochs trained: fewer when stop_at ends the run early
         self.eval_chunks = None  # None: p.x_eval.split(EVAL_CHUNK); else a callable giving those blocks
+        self.pass_pred = torch.empty(cfg.n_train, dtype=torch.long, device=device)  # the training loop fills this:
+        # [n_train] the epoch's predictions in the order the examples came (row b * batch_size + i: batch b, row i)
+        steps = -(-cfg.n_train // cfg.batch_size)
+        self.batch_rows = torch.full((steps,), float(cfg.batch_size), dtype=torch.float64, device=device)  # [steps]
+        self.batch_rows[-1] = cfg.n_train - (steps - 1) * cfg.batch_size
 
     def record_reps(self, slot: int) -> None:
         with torch.no_grad():
@@ -212,11 +227,21 @@ class Recorder:
         for j, h in zip(self.keep, hs):
             self.reps[f"hidden{j}"][slot] = h.to(torch.float16).cpu().numpy()
 
-    def checkpoint(self, epoch: int) -> None:
-        """Evaluate every metric (and record representations when due) at checkpoint `epoch`."""
+    def checkpoint(self, epoch: int, perm: torch.Tensor | None = None, batch_loss: torch.Tensor | None = None) -> None:
+        """Record every metric (and the representations when due) at checkpoint `epoch`.
+
+        For epoch >= 1 the training-set metrics come from the epoch's pass: perm [n_train] is the order the examples
+        came in, self.pass_pred the predictions made for them, batch_loss [steps per epoch] the mini-batch losses.
+        """
+        p = self.p
         self.model.eval()
-        chunks = None if self.eval_chunks is None else self.eval_chunks()
-        self.hist[epoch] = _evaluate(self.model, self.p, self.cfg.n_train, self.cfg.eval_size, self.y_true, self.changed, chunks)
+        if epoch == 0:
+            self.hist[0, :N_FIT] = _evaluate_fit(self.model, p.x, p.y, self.y_true, self.changed)
+        else:
+            loss = (batch_loss.double() * self.batch_rows).sum() / self.cfg.n_train  # fresh tensors: same bits anywhere
+            self.hist[epoch, :N_FIT] = _fit_metrics(self.pass_pred, loss, p.y[perm], self.y_true[perm], self.changed[perm])
+        chunks = p.x_eval.split(EVAL_CHUNK) if self.eval_chunks is None else self.eval_chunks()
+        self.hist[epoch, N_FIT:] = _held_out_metrics(self.model, chunks, p.y_eval, self.cfg.eval_size)
         if epoch in self.rep_at and self.keep:
             self.record_reps(self.rep_at.index(epoch))
         self.model.train()
@@ -298,18 +323,22 @@ def train(cfg: RunConfig, source: str | None = None, labels: np.ndarray | None =
 
     report(0)
     step = 0
+    pred_rows = rec.pass_pred.split(bs)  # views: where batch b's predictions go
     for epoch in range(1, cfg.epochs + 1):
         perm = torch.randperm(n, generator=gen).to(device)
-        for b in range(steps_per_epoch):
-            i = perm[b * bs:(b + 1) * bs]
-            loss = F.cross_entropy(model(p.x.index_select(0, i)), p.y.index_select(0, i))
+        first, losses = step, []
+        for i, pred in zip(perm.split(bs), pred_rows):
+            logits = model(p.x.index_select(0, i))  # [B, 10]
+            loss = F.cross_entropy(logits, p.y.index_select(0, i))
+            torch.argmax(logits.detach(), 1, out=pred)  # each example scored as it trains
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.stack(torch._foreach_norm([q.grad for q in params]), out=gnorm[step])  # all layers, one call
-            bloss[step] = loss.detach()
+            losses.append(loss.detach())
             opt.step()
             step += 1
-        rec.checkpoint(epoch)
+        torch.stack(losses, out=bloss[first:step])
+        rec.checkpoint(epoch, perm, bloss[first:step])
         bar.update(1)
         if rec.stops_early(epoch):
             break

@@ -281,7 +281,7 @@ class Recorder:
             corrupted=self.p.corrupted,
             weights={k: np.array(v.detach().cpu().numpy()) for k, v in self.model.state_dict().items()},  # copies
             seconds=seconds,
-            meta={"device": str(self.device), "torch": torch.__version__, **(meta or {})},
+            meta={"device": str(self.device), "torch": torch.__version__, "threads": torch.get_num_threads(), **(meta or {})},
         )
 
 

@@ -553,6 +553,11 @@ def reproducibility(mode: str, exec_dir: Path, timings_path: Path, env: dict) ->
         out.append(table(("chapter", "seconds", "CPU threads", "executed at"), trows))
         out.append("Kernel time of each papermill run, from `timings.json`. A chapter whose runs were already in "
                    "memlib's run cache executes much faster than on a fresh machine.\n")
+        out.append("Training is deterministic: the same configuration and seed give the same numbers bit for bit on "
+                   "the same CPU with the same number of threads (each run records it, `result.meta['threads']`). "
+                   "A different thread count lets the linear-algebra library split its sums differently, which "
+                   "changes the last bits of a fresh run and can move an accuracy by an example or two; a run "
+                   "already in the cache is read back unchanged.\n")
     else:
         out.append("No `timings.json` for this mode: no chapter has been executed in it.\n")
 

@@ -182,6 +182,7 @@ def test_result_shapes(depth, rep_epochs, checkpoints):
     assert [k for k in res.weights] == [f"layers.{i}.{p}" for i in range(depth + 1) for p in ("weight", "bias")]
     assert all(v.dtype == np.float32 for v in res.weights.values())
     assert res.seconds > 0 and res.cached is False and res.meta["device"] == "cpu"
+    assert res.meta["threads"] == torch.get_num_threads()
 
 
 def test_rep_layers_subset():

@@ -158,7 +158,7 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=3, help="epochs per run (default 3)")
     p.add_argument("--mode", choices=MODES, default=None, help="take n_train, eval_size and probe_size from a book mode")
     p.add_argument("--n-train", dest="n_train", type=int, default=None, help="training images (default 5000)")
-    p.add_argument("--eval-size", dest="eval_size", type=int, default=None, help="default: RunConfig's (10000)")
+    p.add_argument("--eval-size", dest="eval_size", type=int, default=None, help=f"default: RunConfig's ({RunConfig().eval_size})")
     p.add_argument("--probe-size", dest="probe_size", type=int, default=None, help="default: RunConfig's (2000)")
     p.add_argument("--repeats", type=int, default=3, help="timed calls per way after one warm-up (default 3)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="as RunConfig.device (default auto)")

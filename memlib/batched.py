@@ -236,11 +236,11 @@ def plan(name: str, shapes: tuple, device: torch.device) -> str | None:
 class _Net:
     """One config of the batch: its data, model, recorder and batch-order generator."""
 
-    def __init__(self, slot: int, cfg: RunConfig, p: Prepared, device: torch.device):
+    def __init__(self, slot: int, cfg: RunConfig, p: Prepared, device: torch.device, source: str | None):
         self.slot, self.cfg, self.p = slot, cfg, p
         self.model = MLP(cfg.depth, cfg.width, cfg.init, torch_generator(cfg.seed, "init")).to(device)
         self.params = [q for layer in self.model.layers for q in (layer.weight, layer.bias)]  # w1, b1, w2, b2, ...
-        self.rec = Recorder(cfg, p, self.model, device)
+        self.rec = Recorder(cfg, p, self.model, device, source)
         self.gen = torch_generator(cfg.seed, "batches")
 
 
@@ -341,7 +341,7 @@ class _Lockstep:
         K = len(self.cfgs)
         nets = []
         for k, (c, (p, parts)) in enumerate(zip(self.cfgs, self._prepare())):
-            nets.append(_Net(k, c, p, dev))
+            nets.append(_Net(k, c, p, dev, self.source))
             nets[-1].rec.eval_chunks = functools.partial(self._chunks, parts)  # val, test, shifted
         offsets = torch.arange(K, device=dev) * n
         optimizers = {}

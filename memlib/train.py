@@ -57,6 +57,7 @@ class RunResult:
     seconds: float = 0.0  # wall time of the training that produced this run (kept when loaded from cache)
     cached: bool = False  # True when loaded from the cache
     meta: dict = field(default_factory=dict)  # code version, device, library versions
+    _fit: dict | None = field(default=None, repr=False, compare=False)  # final_fit(), once computed
 
     @property
     def epochs_run(self) -> int:
@@ -69,8 +70,23 @@ class RunResult:
         return layer_names(self.config.depth)
 
     def final(self, metric: str) -> float:
-        """The metric at the end of training."""
-        return float(self.history[metric][-1])
+        """The metric for the finished run: a training-set metric of the trained network (final_fit), else the last checkpoint's."""
+        fit = self.final_fit()
+        return fit[metric] if metric in fit else float(self.history[metric][-1])
+
+    def final_fit(self) -> dict[str, float]:
+        """METRICS[:N_FIT] of the trained network on the whole training set, recomputed once from the stored weights.
+
+        history's training-set entries for epochs >= 1 are taken during each epoch's pass, while the network still
+        changes; these are the finished network's own, like for like with the last checkpoint's held-out accuracies.
+        """
+        if self._fit is None:
+            mn = D.load_mnist(self.meta.get("source"))
+            x = torch.from_numpy(D.standardize(mn.x_train[self.train_idx]))  # [n_train, 784]
+            y, y_true, changed = (torch.from_numpy(np.asarray(a)) for a in (self.labels, self.true_labels, self.corrupted))
+            vals = _evaluate_fit(self.model(), x, y, y_true, changed).double().numpy()
+            self._fit = {m: float(v) for m, v in zip(METRICS[:N_FIT], vals)}
+        return self._fit
 
     def model(self) -> MLP:
         """The trained MLP rebuilt from the stored weights (on the CPU)."""
@@ -79,7 +95,7 @@ class RunResult:
         return net.eval()
 
     def summary(self) -> dict:
-        """Final metrics and bookkeeping as a flat, JSON-ready dict."""
+        """Final metrics (see final()) and bookkeeping as a flat, JSON-ready dict."""
         out = {m: (None if np.isnan(v) else round(v, 6)) for m, v in ((m, self.final(m)) for m in METRICS)}
         out.update(epochs=self.epochs_run, seconds=round(self.seconds, 3), cached=self.cached)
         return out
@@ -205,8 +221,8 @@ class Recorder:
     not depend on which of them trained it.
     """
 
-    def __init__(self, cfg: RunConfig, p: Prepared, model: MLP, device: torch.device):
-        self.cfg, self.p, self.model, self.device = cfg, p, model, device
+    def __init__(self, cfg: RunConfig, p: Prepared, model: MLP, device: torch.device, source: str | None = None):
+        self.cfg, self.p, self.model, self.device, self.source = cfg, p, model, device, source
         self.hist = torch.empty(cfg.epochs + 1, len(METRICS), device=device)
         self.y_true = torch.from_numpy(p.true_labels).to(device)
         self.changed = torch.from_numpy(p.corrupted).to(device)
@@ -281,7 +297,8 @@ class Recorder:
             corrupted=self.p.corrupted,
             weights={k: np.array(v.detach().cpu().numpy()) for k, v in self.model.state_dict().items()},  # copies
             seconds=seconds,
-            meta={"device": str(self.device), "torch": torch.__version__, "threads": torch.get_num_threads(), **(meta or {})},
+            meta={"device": str(self.device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+                  **({"source": self.source} if self.source else {}), **(meta or {})},
         )
 
 
@@ -306,7 +323,7 @@ def train(cfg: RunConfig, source: str | None = None, labels: np.ndarray | None =
     n_steps = steps_per_epoch * cfg.epochs
     gnorm = torch.empty(n_steps, len(params), device=device)  # [steps, 2 * (depth + 1)]
     bloss = torch.empty(n_steps, device=device)
-    rec = Recorder(cfg, p, model, device)
+    rec = Recorder(cfg, p, model, device, source)
 
     gen = torch_generator(cfg.seed, "batches")
     show = cfg.progress if cfg.progress is not None else (sys.stderr.isatty() and n * cfg.epochs >= 500_000)

@@ -126,19 +126,44 @@ def test_initial_checkpoint_matches_the_initial_model():
         np.testing.assert_allclose(res.reps[f"hidden{j}"][0].astype(np.float32), h.numpy(), rtol=2e-3, atol=1e-3)
 
 
-def test_final_held_out_metrics_match_the_returned_model(noisy_run):
-    """The last checkpoint's validation, test and shifted-test accuracy equal those of result.model()."""
+def test_final_metrics_match_the_returned_model(noisy_run):
+    """final(): every metric recomputed by hand from result.model(): the training set whole, held-out as the last checkpoint."""
     res, cfg = noisy_run, noisy_run.config
     mn = D.load_mnist()
     k = cfg.eval_size
     model = res.model()
     with torch.no_grad():
         pred = lambda xs: model(torch.from_numpy(D.standardize(xs))).argmax(1).numpy()  # noqa: E731
-        expected = dict(val_acc=(pred(mn.x_val[:k]) == mn.y_val[:k]).mean(),
-                        test_acc=(pred(mn.x_test[:k]) == mn.y_test[:k]).mean(),
-                        shift_acc=(pred(D.shifted_test(cfg.shift_degrees, cfg.seed)[:k]) == mn.y_test[:k]).mean())
-    for m, v in expected.items():
-        assert res.final(m) == pytest.approx(v, abs=1e-6), m
+        p_train = pred(mn.x_train[res.train_idx])
+        logits = model(torch.from_numpy(D.standardize(mn.x_train[res.train_idx])))
+    c = res.corrupted
+    expected = dict(
+        loss=F.cross_entropy(logits, torch.from_numpy(res.labels)).item(),
+        train_acc=(p_train == res.labels).mean(),
+        train_acc_clean=(p_train == res.labels)[~c].mean(),
+        train_acc_corrupted_noisy=(p_train == res.labels)[c].mean(),
+        train_acc_corrupted_true=(p_train == res.true_labels)[c].mean(),
+        val_acc=(pred(mn.x_val[:k]) == mn.y_val[:k]).mean(),
+        test_acc=(pred(mn.x_test[:k]) == mn.y_test[:k]).mean(),
+        shift_acc=(pred(D.shifted_test(cfg.shift_degrees, cfg.seed)[:k]) == mn.y_test[:k]).mean(),
+    )
+    for m in METRICS:
+        assert res.final(m) == pytest.approx(expected[m], rel=1e-5, abs=1e-6), m
+    for m in ("val_acc", "test_acc", "shift_acc"):  # held-out: the last checkpoint itself
+        assert res.final(m) == res.history[m][-1], m
+    assert set(res.final_fit()) == set(METRICS[:5])
+
+
+def test_final_fit_is_computed_once_and_survives_the_cache(memlib_cache):
+    """final_fit() is cached on the result; a run read back from the cache gives the same numbers."""
+    from memlib.cache import run
+
+    cfg = tiny(noise=0.3, seed=5)
+    a = run(cfg)
+    fit = a.final_fit()
+    assert a.final_fit() is fit
+    b = run(cfg)
+    assert b.cached and b.final_fit() == fit
 
 
 def test_epoch_loss_is_the_mean_of_its_batch_losses(noisy_run):

@@ -297,7 +297,7 @@ def main(argv=None) -> int:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--epochs", type=int, default=RunConfig().epochs,
                    help=f"epochs per timed call (default {RunConfig().epochs}, memlib's default)")
-    p.add_argument("--repeats", type=int, default=3, help="timed calls per variant after one warm-up (default 3)")
+    p.add_argument("--repeats", type=int, default=5, help="timed calls per variant after one warm-up (default 5)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="as RunConfig.device (default auto)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     args = p.parse_args(argv)

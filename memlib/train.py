@@ -84,7 +84,7 @@ class RunResult:
             mn = D.load_mnist(self.meta.get("source"))
             x = torch.from_numpy(D.standardize(mn.x_train[self.train_idx]))  # [n_train, 784]
             y, y_true, changed = (torch.from_numpy(np.asarray(a)) for a in (self.labels, self.true_labels, self.corrupted))
-            vals = _evaluate_fit(self.model(), x, y, y_true, changed).double().numpy()
+            vals = _evaluate_fit(EvalForward(self.model()), x, y, y_true, changed).double().numpy()
             self._fit = {m: float(v) for m, v in zip(METRICS[:N_FIT], vals)}
         return self._fit
 
@@ -192,17 +192,54 @@ def _fit_metrics(pred: torch.Tensor, loss: torch.Tensor, y: torch.Tensor, y_true
     ])
 
 
-@torch.no_grad()
-def _held_out_metrics(model: MLP, chunks, y_eval: torch.Tensor, k: int) -> torch.Tensor:
+class EvalForward:
+    """The MLP's forward pass for evaluation, writing activations into two buffers reused from call to call.
+
+    A fresh multi-megabyte activation per layer and checkpoint costs page faults (the allocator hands such blocks
+    back to the system when they are freed); reusing the buffers avoids them. The kernels are MLP.forward's own
+    (addmm as in F.linear, then ReLU), so the numbers are the same bits.
+    """
+
+    def __init__(self, model: MLP):
+        self.model = model
+        self._bufs: dict[int, torch.Tensor] = {}
+
+    def _buffer(self, slot: int, rows: int, like: torch.Tensor) -> torch.Tensor:
+        b = self._bufs.get(slot)
+        if b is None or b.shape[0] < rows:
+            b = self._bufs[slot] = torch.empty(rows, self.model.width, dtype=like.dtype, device=like.device)
+        return b[:rows]
+
+    @torch.no_grad()
+    def logits(self, chunks, on_hidden: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
+        """Logits [sum of rows, 10] of the blocks of inputs chunks (each [rows, 784]); on_hidden(j, h) sees each hidden
+        layer's post-ReLU activation h [rows, width] (j = 1..depth) while it is valid."""
+        chunks = list(chunks)
+        *hidden, last = self.model.layers
+        out = torch.empty(sum(len(c) for c in chunks), last.out_features, dtype=last.weight.dtype, device=last.weight.device)
+        row = 0
+        for c in chunks:
+            h = c
+            for j, layer in enumerate(hidden, start=1):
+                dst = self._buffer(j % 2, len(c), layer.weight)
+                torch.addmm(layer.bias, h, layer.weight.t(), out=dst).relu_()
+                if on_hidden is not None:
+                    on_hidden(j, dst)
+                h = dst
+            torch.addmm(last.bias, h, last.weight.t(), out=out[row:row + len(c)])
+            row += len(c)
+        return out
+
+
+def _held_out_metrics(fwd: EvalForward, chunks, y_eval: torch.Tensor, k: int) -> torch.Tensor:
     """val_acc, test_acc, shift_acc as a [3] tensor from the blocks of the evaluation images (no host sync)."""
-    pred = torch.cat([model(c) for c in chunks]).argmax(1)  # [3k]
+    pred = fwd.logits(chunks).argmax(1)  # [3k]
     return (pred == y_eval).float().view(3, k).mean(1)
 
 
-@torch.no_grad()
-def _evaluate_fit(model: MLP, x: torch.Tensor, y: torch.Tensor, y_true: torch.Tensor, changed: torch.Tensor) -> torch.Tensor:
+def _evaluate_fit(fwd: EvalForward, x: torch.Tensor, y: torch.Tensor, y_true: torch.Tensor, changed: torch.Tensor) -> torch.Tensor:
     """METRICS[:N_FIT] of the model as it stands, on the whole training set x [n, 784]."""
-    logits = torch.cat([model(c) for c in x.split(EVAL_CHUNK)])  # [n, 10]
+    logits = fwd.logits(x.split(EVAL_CHUNK))  # [n, 10]
     return _fit_metrics(logits.argmax(1), F.cross_entropy(logits, y), y, y_true, changed)
 
 
@@ -223,6 +260,7 @@ class Recorder:
 
     def __init__(self, cfg: RunConfig, p: Prepared, model: MLP, device: torch.device, source: str | None = None):
         self.cfg, self.p, self.model, self.device, self.source = cfg, p, model, device, source
+        self.fwd = EvalForward(model)  # evaluation forward passes, into reused buffers
         self.hist = torch.empty(cfg.epochs + 1, len(METRICS), device=device)
         self.y_true = torch.from_numpy(p.true_labels).to(device)
         self.changed = torch.from_numpy(p.corrupted).to(device)
@@ -238,10 +276,11 @@ class Recorder:
         self.batch_rows[-1] = cfg.n_train - (steps - 1) * cfg.batch_size
 
     def record_reps(self, slot: int) -> None:
-        with torch.no_grad():
-            hs, _ = self.model.hidden(self.p.x_probe, self.keep)
-        for j, h in zip(self.keep, hs):
-            self.reps[f"hidden{j}"][slot] = h.to(torch.float16).cpu().numpy()
+        def keep(j: int, h: torch.Tensor) -> None:  # h [probe_size, width]
+            if j in self.keep:
+                self.reps[f"hidden{j}"][slot] = h.to(torch.float16).cpu().numpy()
+
+        self.fwd.logits([self.p.x_probe], keep)
 
     def checkpoint(self, epoch: int, perm: torch.Tensor | None = None, batch_loss: torch.Tensor | None = None) -> None:
         """Record every metric (and the representations when due) at checkpoint `epoch`.
@@ -252,12 +291,12 @@ class Recorder:
         p = self.p
         self.model.eval()
         if epoch == 0:
-            self.hist[0, :N_FIT] = _evaluate_fit(self.model, p.x, p.y, self.y_true, self.changed)
+            self.hist[0, :N_FIT] = _evaluate_fit(self.fwd, p.x, p.y, self.y_true, self.changed)
         else:
             loss = (batch_loss.double() * self.batch_rows).sum() / self.cfg.n_train  # fresh tensors: same bits anywhere
             self.hist[epoch, :N_FIT] = _fit_metrics(self.pass_pred, loss, p.y[perm], self.y_true[perm], self.changed[perm])
         chunks = p.x_eval.split(EVAL_CHUNK) if self.eval_chunks is None else self.eval_chunks()
-        self.hist[epoch, N_FIT:] = _held_out_metrics(self.model, chunks, p.y_eval, self.cfg.eval_size)
+        self.hist[epoch, N_FIT:] = _held_out_metrics(self.fwd, chunks, p.y_eval, self.cfg.eval_size)
         if epoch in self.rep_at and self.keep:
             self.record_reps(self.rep_at.index(epoch))
         self.model.train()

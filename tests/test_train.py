@@ -12,7 +12,7 @@ import memlib.data as D
 from memlib.config import INITS, OPTIMIZERS, RunConfig
 from memlib.models import MLP, layer_names
 from memlib.rng import rng_for, torch_generator
-from memlib.train import METRICS, RunResult, pick_device, train
+from memlib.train import METRICS, EvalForward, RunResult, pick_device, train
 
 from helpers import assert_same_result, tiny  # tests/ is on sys.path under pytest
 
@@ -164,6 +164,23 @@ def test_final_fit_is_computed_once_and_survives_the_cache(memlib_cache):
     assert a.final_fit() is fit
     b = run(cfg)
     assert b.cached and b.final_fit() == fit
+
+
+@pytest.mark.parametrize("depth,width,rows,chunk", [(4, 256, 3000, 1024), (2, 16, 50, 7), (1, 1, 3, 3), (3, 64, 10, 100)])
+def test_eval_forward_gives_the_models_own_bits(depth, width, rows, chunk):
+    """EvalForward (reused buffers) gives exactly the bits of MLP.forward and MLP.hidden on the same blocks of rows."""
+    model = MLP(depth, width, "he", torch_generator(3, "init"))
+    x = torch.randn(rows, 784, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ref, (hs, _) = model(x), model.hidden(x)
+        ref_chunked = torch.cat([model(c) for c in x.split(chunk)])
+    fwd, seen = EvalForward(model), {}
+    fwd.logits([x[:1]])  # buffers sized by an earlier, smaller call are grown, not misused
+    assert torch.equal(fwd.logits(x.split(chunk)), ref_chunked)
+    assert torch.equal(fwd.logits([x], lambda j, h: seen.__setitem__(j, h.clone())), ref)
+    assert sorted(seen) == list(range(1, depth + 1))
+    for j, h in seen.items():
+        assert torch.equal(h, hs[j - 1]), j
 
 
 def test_epoch_loss_is_the_mean_of_its_batch_losses(noisy_run):

@@ -214,11 +214,9 @@ class EvalForward:
     def logits(self, chunks, on_hidden: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
         """Logits [sum of rows, 10] of the blocks of inputs chunks (each [rows, 784]); on_hidden(j, h) sees each hidden
         layer's post-ReLU activation h [rows, width] (j = 1..depth) while it is valid."""
-        chunks = list(chunks)
         *hidden, last = self.model.layers
-        out = torch.empty(sum(len(c) for c in chunks), last.out_features, dtype=last.weight.dtype, device=last.weight.device)
-        row = 0
-        for c in chunks:
+        outs = []
+        for c in chunks:  # one block at a time: a caller may hand out blocks that share memory (batched's seams)
             h = c
             for j, layer in enumerate(hidden, start=1):
                 dst = self._buffer(j % 2, len(c), layer.weight)
@@ -226,9 +224,8 @@ class EvalForward:
                 if on_hidden is not None:
                     on_hidden(j, dst)
                 h = dst
-            torch.addmm(last.bias, h, last.weight.t(), out=out[row:row + len(c)])
-            row += len(c)
-        return out
+            outs.append(torch.addmm(last.bias, h, last.weight.t()))  # [rows, 10]
+        return outs[0] if len(outs) == 1 else torch.cat(outs)
 
 
 def _held_out_metrics(fwd: EvalForward, chunks, y_eval: torch.Tensor, k: int) -> torch.Tensor:

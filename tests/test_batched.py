@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import memlib.batched as B
+import memlib.data as D
 import memlib.cache as C
 from memlib.batched import SHAPE_FIELDS, group_by_shape, plan, train_many
 from memlib.train import train
@@ -49,6 +50,25 @@ def test_mixed_batch_is_bit_identical_to_train(threads, n_threads):
     assert_as_train(cfgs, out)
     assert out[4].epochs_run == 1 and out[6].epochs_run == 3
     assert all(r.meta["batch_runs"] == len(cfgs) and not r.cached for r in out)
+
+
+def test_evaluation_sets_over_several_blocks_are_bit_identical_to_train():
+    """Held-out sets larger than one EVAL_CHUNK block (the standard book's 3 x 5,000 images): blocks that straddle
+    the validation/test/shifted seams are built in one scratch buffer, which must be used before the next is built."""
+    from memlib.train import EVAL_CHUNK
+
+    cfgs = [tiny(seed=s, noise=0.2, eval_size=5_000) for s in range(2)]
+    assert 3 * cfgs[0].eval_size > 1.5 * EVAL_CHUNK  # at least two blocks, both across a seam
+    out = train_many(cfgs)
+    assert_as_train(cfgs, out)
+    mn = D.load_mnist()
+    for r in out:  # and right, not just equal: the trained network's own accuracy on the first 5,000 of each split
+        with torch.no_grad():
+            model = r.model()
+            for split, metric in ((mn.x_val, "val_acc"), (mn.x_test, "test_acc")):
+                y = mn.y_val if metric == "val_acc" else mn.y_test
+                pred = model(torch.from_numpy(D.standardize(split[:5_000]))).argmax(1).numpy()
+                assert r.history[metric][-1] == pytest.approx((pred == y[:5_000]).mean(), abs=1e-3), metric
 
 
 @pytest.mark.parametrize("shape", [dict(n_train=300, batch_size=64),  # a short last batch (44)

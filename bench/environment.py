@@ -1,4 +1,4 @@
-"""What every benchmark reports about where it ran: versions, device, threads, and how busy the machine was."""
+"""What every benchmark reports: where it ran (versions, device, threads, how busy the machine was) and its goals."""
 from __future__ import annotations
 
 import os
@@ -31,3 +31,19 @@ def describe(device: torch.device, load0: float | None, load: float | None, advi
         "warning": (f"the machine was busy (1-minute load average {max(load0, load):.1f} on {os.cpu_count()} CPUs): "
                     f"timings are noisy; {advice}, or rerun on an idle machine") if busy else None,
     }
+
+
+def goal(measured: float, target: float) -> dict:
+    """A goal as the benchmarks report it: target, measured (3 decimals), met, and how far short when not met."""
+    return {"target": target, "measured": round(measured, 3), "met": measured >= target,
+            "short_by": None if measured >= target else round(target - measured, 3)}
+
+
+def goal_state(g: dict) -> str:
+    """'PASS', or 'short by x' for a goal that was missed."""
+    return "PASS" if g["met"] else f"short by {g['short_by']:.3f}"
+
+
+def warning_lines(r: dict) -> list[str]:
+    """The closing lines of a benchmark's table: the busy-machine warning, if any."""
+    return ["", "warning: " + r["warning"]] if r["warning"] else []

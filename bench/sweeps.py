@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from environment import describe, load_average  # noqa: E402  (bench/ is the script folder)
+from environment import describe, goal, goal_state, load_average, warning_lines  # noqa: E402  (bench/ is the script folder)
 from memlib.batched import train_many  # noqa: E402
 from memlib.config import RunConfig  # noqa: E402
 from memlib.modes import MODES, scale  # noqa: E402
@@ -119,8 +119,7 @@ def bench(args) -> dict:
     return {
         "sweep_speedup": speedup,
         "statistic": "smallest over the widths of sequential / batched best-of-repeats wall time",
-        "goal": {"target": GOAL, "measured": speedup, "met": speedup >= GOAL,
-                 "short_by": None if speedup >= GOAL else round(GOAL - speedup, 3)},
+        "goal": goal(speedup, GOAL),
         "bit_identical": all(r["bit_identical"] for r in rows),
         "by_width": {str(r["width"]): r for r in rows},
         "config": {"k": args.k, "seeds": list(range(args.k)), "widths": args.widths, "depth": c.depth,
@@ -142,10 +141,7 @@ def table(r: dict) -> str:
         lines.append(f"{w:>6}{s['sequential']:>14.3f}{s['batched']:>11.3f}{row['speedup_best']:>9.2f}"
                      f"{row['speedup_median']:>8.2f}{row['speedup_cpu_time']:>10.2f}{str(row['bit_identical']):>11}")
     g = r["goal"]
-    state = "PASS" if g["met"] else f"short by {g['short_by']:.3f}"
-    lines += ["", f"goal: sweep_speedup >= {g['target']}: measured {g['measured']} {state}"]
-    if r["warning"]:
-        lines += ["", "warning: " + r["warning"]]
+    lines += ["", f"goal: sweep_speedup >= {g['target']}: measured {g['measured']} {goal_state(g)}"] + warning_lines(r)
     return "\n".join(lines)
 
 

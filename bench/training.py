@@ -49,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from environment import describe, load_average  # noqa: E402  (bench/ is the script folder)
+from environment import describe, goal, goal_state, load_average, warning_lines  # noqa: E402  (bench/ is the script folder)
 import memlib.data as D  # noqa: E402
 from memlib.config import RunConfig  # noqa: E402
 from memlib.models import MLP, make_optimizer  # noqa: E402
@@ -219,10 +219,6 @@ def bench(epochs: int, repeats: int, device_name: str) -> dict:
     med = {k: v["median_s"] for k, v in times.items()}
     full = config(epochs, device_name)
 
-    def goal(ratio, target):
-        return {"target": target, "measured": round(ratio, 3), "met": ratio >= target,
-                "short_by": None if ratio >= target else round(target - ratio, 3)}
-
     def headline(stat):
         r = {k: v[stat] for k, v in rate.items()}
         return {
@@ -292,11 +288,8 @@ def table(r: dict) -> str:
     lines += ["", "images through the network per call: " + ", ".join(
         f"{k} {v:,}" for k, v in b["forward_passes_per_call"].items()), "", "goals (best of repeats):"]
     for name, g in r["goals"].items():
-        state = "PASS" if g["met"] else f"short by {g['short_by']:.3f}"
-        lines.append(f"  {name:<28} target >= {g['target']:<5} measured {g['measured']:<7} {state}")
-    if r["warning"]:
-        lines += ["", "warning: " + r["warning"]]
-    return "\n".join(lines)
+        lines.append(f"  {name:<28} target >= {g['target']:<5} measured {g['measured']:<7} {goal_state(g)}")
+    return "\n".join(lines + warning_lines(r))
 
 
 def main(argv=None) -> int:

@@ -236,11 +236,12 @@ def plan(name: str, shapes: tuple, device: torch.device) -> str | None:
 class _Net:
     """One config of the batch: its data, model, recorder and batch-order generator."""
 
-    def __init__(self, slot: int, cfg: RunConfig, p: Prepared, device: torch.device, source: str | None):
+    def __init__(self, slot: int, cfg: RunConfig, p: Prepared, device: torch.device, source: str | None,
+                 pass_pred: torch.Tensor):
         self.slot, self.cfg, self.p = slot, cfg, p
         self.model = MLP(cfg.depth, cfg.width, cfg.init, torch_generator(cfg.seed, "init")).to(device)
         self.params = [q for layer in self.model.layers for q in (layer.weight, layer.bias)]  # w1, b1, w2, b2, ...
-        self.rec = Recorder(cfg, p, self.model, device, source)
+        self.rec = Recorder(cfg, p, self.model, device, source, pass_pred)
         self.gen = torch_generator(cfg.seed, "batches")
 
 
@@ -339,17 +340,15 @@ class _Lockstep:
     def _train(self) -> list[RunResult]:
         dev, n, bs = self.device, self.n, self.bs
         K = len(self.cfgs)
+        pred = torch.empty(K, n, dtype=torch.long, device=dev)  # [K, n] each network's predictions of the pass
         nets = []
         for k, (c, (p, parts)) in enumerate(zip(self.cfgs, self._prepare())):
-            nets.append(_Net(k, c, p, dev, self.source))
+            nets.append(_Net(k, c, p, dev, self.source, pred[k]))
             nets[-1].rec.eval_chunks = functools.partial(self._chunks, parts)  # val, test, shifted
         offsets = torch.arange(K, device=dev) * n
         optimizers = {}
         for net in nets:
             optimizers.setdefault((net.cfg.optimizer, net.cfg.learning_rate), []).append(net.model)
-        pred = torch.empty(K, n, dtype=torch.long, device=dev)  # [K, n] each network's predictions of the pass
-        for net in nets:
-            net.rec.pass_pred = pred[net.slot]
         self._stack(nets)
         opts = [make_optimizer(nn.ModuleList(models), name, lr) for (name, lr), models in optimizers.items()]
 

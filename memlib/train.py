@@ -255,7 +255,8 @@ class Recorder:
     not depend on which of them trained it.
     """
 
-    def __init__(self, cfg: RunConfig, p: Prepared, model: MLP, device: torch.device, source: str | None = None):
+    def __init__(self, cfg: RunConfig, p: Prepared, model: MLP, device: torch.device, source: str | None = None,
+                 pass_pred: torch.Tensor | None = None):
         self.cfg, self.p, self.model, self.device, self.source = cfg, p, model, device, source
         self.fwd = EvalForward(model)  # evaluation forward passes, into reused buffers
         self.hist = torch.empty(cfg.epochs + 1, len(METRICS), device=device)
@@ -266,7 +267,9 @@ class Recorder:
         self.reps = {f"hidden{j}": np.empty((len(self.rep_at), cfg.probe_size, cfg.width), np.float16) for j in self.keep}
         self.done = cfg.epochs  # epochs trained: fewer when stop_at ends the run early
         self.eval_chunks = None  # None: p.x_eval.split(EVAL_CHUNK); else a callable giving those blocks
-        self.pass_pred = torch.empty(cfg.n_train, dtype=torch.long, device=device)  # the training loop fills this:
+        if pass_pred is None:
+            pass_pred = torch.empty(cfg.n_train, dtype=torch.long, device=device)
+        self.pass_pred = pass_pred  # the training loop fills this:
         # [n_train] the epoch's predictions in the order the examples came (row b * batch_size + i: batch b, row i)
         steps = -(-cfg.n_train // cfg.batch_size)
         self.batch_rows = torch.full((steps,), float(cfg.batch_size), dtype=torch.float64, device=device)  # [steps]

@@ -2,23 +2,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 
 import memlib.data as D
 
-from helpers import tiny
-
-
-def _seed_cache(target: Path, source: Path) -> None:
-    """Copy the converted MNIST (and any rotated test sets) from source/mnist into target/mnist."""
-    (target / "mnist").mkdir(parents=True, exist_ok=True)
-    if (source / "mnist").is_dir():
-        for f in (source / "mnist").iterdir():
-            if f.is_file() and f.suffix in (".npz", ".npy") and not f.name.startswith("."):
-                shutil.copy2(f, target / "mnist" / f.name)
+from helpers import seed_cache, tiny
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -30,7 +20,7 @@ def memlib_cache(tmp_path_factory) -> Path:
     """
     real = D.cache_dir()  # before the environment changes
     tmp = tmp_path_factory.mktemp("memlib-cache")
-    _seed_cache(tmp, real)
+    seed_cache(tmp, real)
     old = {k: os.environ.get(k) for k in (D.CACHE_ENV, D.MNIST_DIR_ENV)}
     os.environ[D.CACHE_ENV] = str(tmp)
     os.environ.pop(D.MNIST_DIR_ENV, None)

@@ -1,5 +1,8 @@
-"""Shared by the test modules: the tiny smoke-test config and a bit-for-bit comparison of two runs."""
+"""Shared by the test modules: the tiny smoke-test config, a bit-for-bit comparison of two runs, MNIST cache seeding."""
 from __future__ import annotations
+
+import shutil
+from pathlib import Path
 
 import numpy as np
 
@@ -28,3 +31,12 @@ def assert_same_result(a: RunResult, b: RunResult) -> None:
         assert sorted(ga) == sorted(gb), group
         for k in ga:
             assert ga[k].dtype == gb[k].dtype and np.array_equal(ga[k], gb[k], equal_nan=True), f"{group}/{k}"
+
+
+def seed_cache(target: Path, source: Path) -> None:
+    """Copy the converted MNIST files and rotated test sets (source/mnist/*.npz|*.npy) into target/mnist."""
+    (target / "mnist").mkdir(parents=True, exist_ok=True)
+    if (source / "mnist").is_dir():
+        for f in (source / "mnist").iterdir():
+            if f.is_file() and f.suffix in (".npz", ".npy") and not f.name.startswith("."):
+                shutil.copy2(f, target / "mnist" / f.name)

@@ -17,7 +17,6 @@ import json
 import os
 import re
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -67,15 +66,6 @@ def prepare_chapter(src: Path, dest_dir: Path, mode: str = "quick") -> Path:
     dest = Path(dest_dir) / Path(src).name
     dest.write_text(json.dumps(nb, indent=1))
     return dest
-
-
-def seed_cache(target: Path, source: Path) -> None:
-    """Copy the converted MNIST files (source/mnist/*.npz|*.npy) into target/mnist: the kernel skips the conversion."""
-    (target / "mnist").mkdir(parents=True, exist_ok=True)
-    if (source / "mnist").is_dir():
-        for f in (source / "mnist").iterdir():
-            if f.is_file() and f.suffix in (".npz", ".npy") and not f.name.startswith("."):
-                shutil.copy2(f, target / "mnist" / f.name)
 
 
 def lab_command() -> list[str]:

@@ -28,6 +28,7 @@ import pytest
 
 import book_browser as bb
 import live_lab as ll
+from helpers import seed_cache
 
 pytestmark = pytest.mark.browser
 
@@ -158,7 +159,7 @@ def lab(memlib_cache):
     """JupyterLab serving a temp root that holds the quick-mode chapter; a temp run cache seeded with MNIST."""
     with tempfile.TemporaryDirectory(prefix="live-root-") as root, \
             tempfile.TemporaryDirectory(prefix="live-cache-") as cache:
-        ll.seed_cache(Path(cache), Path(memlib_cache))  # the session's MNIST copy; the real cache is never written
+        seed_cache(Path(cache), Path(memlib_cache))  # the session's MNIST copy; the real cache is never written
         nb = ll.prepare_chapter(CHAPTER, Path(root), mode="quick")
         server = ll.LabServer(Path(root), Path(cache))
         problem = None

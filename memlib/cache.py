@@ -1,7 +1,6 @@
 """Runs on disk, keyed by config and code version; .npz files (no pickle), atomic writes."""
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import fcntl
 import functools
@@ -12,15 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .batched import group_by_shape, train_many
 from .config import RunConfig
 from .data import atomic_write, cache_dir
-from .train import RunResult, train
+from .train import ARRAY_FIELDS, RunResult, train
 
-# Modules whose code changes what a run produces; their source is hashed into every key. batched trains the runs
-# of run_many, bit-identical to train()'s, but a change to it must not be able to hide behind an old file.
-_RESULT_MODULES = ("config", "data", "models", "rng", "train", "batched")
-FORMAT = 1
+# Modules whose code changes what a run produces; their source is hashed into every key.
+_RESULT_MODULES = ("config", "data", "models", "rng", "train")
+FORMAT = 2
 
 
 @functools.lru_cache(maxsize=1)
@@ -45,8 +42,7 @@ def to_arrays(res: RunResult) -> dict[str, np.ndarray]:
         "config_json": np.frombuffer(json.dumps(res.config.key_dict(), sort_keys=True).encode(), np.uint8),
         "meta_json": np.frombuffer(json.dumps({**res.meta, "seconds": res.seconds}).encode(), np.uint8),
     }
-    for name in ("grad_w", "grad_b", "batch_loss", "step_epoch", "rep_epochs", "probe_idx", "train_idx",
-                 "labels", "true_labels", "corrupted"):
+    for name in ARRAY_FIELDS:
         out[name] = getattr(res, name)
     out.update({f"history/{k}": v for k, v in res.history.items()})
     out.update({f"reps/{k}": v for k, v in res.reps.items()})
@@ -66,8 +62,7 @@ def from_arrays(arrays: dict[str, np.ndarray], cfg: RunConfig) -> RunResult:
 
     return RunResult(
         config=cfg, history=group("history/"), reps=group("reps/"), weights=group("weights/"),
-        **{k: arrays[k] for k in ("grad_w", "grad_b", "batch_loss", "step_epoch", "rep_epochs", "probe_idx",
-                                  "train_idx", "labels", "true_labels", "corrupted")},
+        **{k: arrays[k] for k in ARRAY_FIELDS},
         seconds=float(meta.pop("seconds", 0.0)), cached=True, meta=meta,
     )
 
@@ -137,54 +132,9 @@ class _locked:
         self.fd.close()
 
 
-def run_many(cfgs, *, cache: bool = True, source: str | None = None, labels: np.ndarray | None = None,
-             **kw) -> list[RunResult]:
-    """run() for each config, in order; the ones not cached yet are trained together.
-
-    Configs of one shape (memlib.batched.SHAPE_FIELDS) are trained in lockstep by memlib.batched.train_many,
-    whose runs are bit-identical to train()'s, so a run is the same whether it came from run() or from here.
-    Each new run is written atomically under the same per-run lock run() takes. With labels, or any other
-    option of run() (kw), the configs go through run() one by one.
-    """
-    cfgs = list(cfgs)
-    if labels is not None or kw:
-        return [run(c, cache=cache, source=source, labels=labels, **kw) for c in cfgs]
-    out: list[RunResult | None] = [None] * len(cfgs)
-    if not cache or source is not None:
-        for idx in group_by_shape(cfgs):
-            for i, res in zip(idx, train_many([cfgs[i] for i in idx], source)):
-                out[i] = res
-        return out
-    todo: dict[Path, list[int]] = {}  # uncached file -> indices of the configs asking for it
-    for i, c in enumerate(cfgs):
-        path = run_path(c)
-        got = _try_load(c, path) if path.exists() else None
-        if got is not None:
-            out[i] = got
-        else:
-            todo.setdefault(path, []).append(i)
-    paths = list(todo)
-    for group in group_by_shape([cfgs[todo[p][0]] for p in paths]):
-        done = _train_and_save([(paths[j], cfgs[todo[paths[j]][0]]) for j in group])
-        for j in group:
-            first, *again = todo[paths[j]]
-            out[first] = done[paths[j]]
-            for i in again:  # the same run asked for twice: the second time, as run() would, from the file
-                out[i] = load(cfgs[i], paths[j])
-    return out
-
-
-def _train_and_save(jobs: list[tuple[Path, RunConfig]]) -> dict[Path, RunResult]:
-    """Train the configs of one shape that are still uncached once their locks are held, and save each run."""
-    with contextlib.ExitStack() as stack:
-        for path in sorted(p for p, _ in jobs):  # one global order: two processes cannot wait on each other
-            stack.enter_context(_locked(path))
-        got = {path: _try_load(c, path) if path.exists() else None for path, c in jobs}  # trained meanwhile?
-        missing = [(path, c) for path, c in jobs if got[path] is None]
-        for (path, _), res in zip(missing, train_many([c for _, c in missing]) if missing else []):
-            save(res, path)
-            got[path] = res
-    return got
+def run_many(cfgs, **kw) -> list[RunResult]:
+    """run() for each config, in order (each run trained and cached as run() does)."""
+    return [run(c, **kw) for c in cfgs]
 
 
 def sweep(base: RunConfig, field: str, values, seeds, **kw) -> dict:

@@ -1,6 +1,7 @@
 """One training loop with recorders: `train(config) -> RunResult` of plain arrays, never plots."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sys
 import time
@@ -35,6 +36,13 @@ METRICS = (
 )
 N_FIT = 5  # METRICS[:N_FIT] describe the training set; the rest are held-out evaluations
 
+# Every epoch trains on full mini-batches only (as drop_last does): the last n_train mod batch_size examples of the
+# epoch's shuffled order sit that epoch out, so every per-batch statistic averages batches of one size.
+#
+# NOISE: a layer's gradient noise in an epoch is the trace of the covariance of its mini-batch gradients g_b over the
+# epoch's S steps, mean_b ||g_b||^2 - ||mean_b g_b||^2, kept from running sums (no second backward pass). It measures
+# how much the gradient *vector* changes direction and size from batch to batch, unlike the variance of its norm.
+
 
 @dataclass
 class RunResult:
@@ -44,6 +52,9 @@ class RunResult:
     history: dict[str, np.ndarray]  # METRICS name -> [epochs + 1] float64
     grad_w: np.ndarray  # [steps, depth + 1] float32, L2 norm of each Linear layer's weight gradient per mini-batch
     grad_b: np.ndarray  # [steps, depth + 1] float32, the same for the biases
+    noise_w: np.ndarray  # [epochs, depth + 1] float64, gradient noise of each layer's weights per epoch (see NOISE)
+    noise_b: np.ndarray  # [epochs, depth + 1] float64, the same for the biases
+    weight_norm: np.ndarray  # [epochs + 1, depth + 1] float64, Frobenius norm of each layer's weight at each checkpoint
     batch_loss: np.ndarray  # [steps] float32, mini-batch loss before each step
     step_epoch: np.ndarray  # [steps] int32, epoch (1-based) of each step
     reps: dict[str, np.ndarray]  # 'hidden{k}' -> [len(rep_epochs), probe_size, width] float16, post-ReLU
@@ -99,6 +110,10 @@ class RunResult:
         out = {m: (None if np.isnan(v) else round(v, 6)) for m, v in ((m, self.final(m)) for m in METRICS)}
         out.update(epochs=self.epochs_run, seconds=round(self.seconds, 3), cached=self.cached)
         return out
+
+
+# The plain arrays a run keeps (the cache stores these, plus history, reps and weights by name).
+ARRAY_FIELDS = tuple(f.name for f in dataclasses.fields(RunResult) if f.type == "np.ndarray")
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -216,7 +231,7 @@ class EvalForward:
         layer's post-ReLU activation h [rows, width] (j = 1..depth) while it is valid."""
         *hidden, last = self.model.layers
         outs = []
-        for c in chunks:  # one block at a time: a caller may hand out blocks that share memory (batched's seams)
+        for c in chunks:  # one block at a time
             h = c
             for j, layer in enumerate(hidden, start=1):
                 dst = self._buffer(j % 2, len(c), layer.weight)
@@ -248,32 +263,31 @@ def _rep_checkpoints(cfg: RunConfig) -> list[int]:
     return list(range(cfg.epochs + 1))
 
 
+def steps_per_epoch(cfg: RunConfig) -> int:
+    """Mini-batches per epoch: full batches only (the last n_train mod batch_size examples sit each epoch out)."""
+    return cfg.n_train // cfg.batch_size
+
+
 class Recorder:
-    """One run's records: the metrics at every checkpoint, the probe representations, and its RunResult.
+    """One run's records: the metrics at every checkpoint, the probe representations, and its RunResult."""
 
-    train() and memlib.batched.train_many both record through this, so what a run leaves behind does
-    not depend on which of them trained it.
-    """
-
-    def __init__(self, cfg: RunConfig, p: Prepared, model: MLP, device: torch.device, source: str | None = None,
-                 pass_pred: torch.Tensor | None = None):
+    def __init__(self, cfg: RunConfig, p: Prepared, model: MLP, device: torch.device, source: str | None = None):
         self.cfg, self.p, self.model, self.device, self.source = cfg, p, model, device, source
         self.fwd = EvalForward(model)  # evaluation forward passes, into reused buffers
+        n_layers = cfg.depth + 1
         self.hist = torch.empty(cfg.epochs + 1, len(METRICS), device=device)
+        self.noise = torch.empty(cfg.epochs, 2 * n_layers, dtype=torch.float64, device=device)  # w1, b1, w2, ...
+        self.wnorm = torch.empty(cfg.epochs + 1, n_layers, dtype=torch.float64, device=device)
         self.y_true = torch.from_numpy(p.true_labels).to(device)
         self.changed = torch.from_numpy(p.corrupted).to(device)
         self.rep_at = _rep_checkpoints(cfg)
         self.keep = cfg.recorded_layers
         self.reps = {f"hidden{j}": np.empty((len(self.rep_at), cfg.probe_size, cfg.width), np.float16) for j in self.keep}
         self.done = cfg.epochs  # epochs trained: fewer when stop_at ends the run early
-        self.eval_chunks = None  # None: p.x_eval.split(EVAL_CHUNK); else a callable giving those blocks
-        if pass_pred is None:
-            pass_pred = torch.empty(cfg.n_train, dtype=torch.long, device=device)
-        self.pass_pred = pass_pred  # the training loop fills this:
-        # [n_train] the epoch's predictions in the order the examples came (row b * batch_size + i: batch b, row i)
-        steps = -(-cfg.n_train // cfg.batch_size)
-        self.batch_rows = torch.full((steps,), float(cfg.batch_size), dtype=torch.float64, device=device)  # [steps]
-        self.batch_rows[-1] = cfg.n_train - (steps - 1) * cfg.batch_size
+        self.seen = steps_per_epoch(cfg) * cfg.batch_size  # examples trained on per epoch
+        # the training loop fills this: [seen] the epoch's predictions in the order the examples came
+        # (row b * batch_size + i: batch b, row i)
+        self.pass_pred = torch.empty(self.seen, dtype=torch.long, device=device)
 
     def record_reps(self, slot: int) -> None:
         def keep(j: int, h: torch.Tensor) -> None:  # h [probe_size, width]
@@ -282,21 +296,32 @@ class Recorder:
 
         self.fwd.logits([self.p.x_probe], keep)
 
+    def record_noise(self, epoch: int, gnorm: torch.Tensor, gsum: list[torch.Tensor]) -> None:
+        """Epoch `epoch`'s gradient noise from its per-step norms gnorm [S, 2L] and the sums of its gradients gsum."""
+        steps = gnorm.shape[0]
+        mean_sq = gnorm.double().square().mean(0)  # [2L] mean_b ||g_b||^2
+        sum_norm = torch.stack(torch._foreach_norm(gsum)).double()  # [2L] ||sum_b g_b||
+        self.noise[epoch - 1] = mean_sq - (sum_norm / steps).square()
+
     def checkpoint(self, epoch: int, perm: torch.Tensor | None = None, batch_loss: torch.Tensor | None = None) -> None:
         """Record every metric (and the representations when due) at checkpoint `epoch`.
 
         For epoch >= 1 the training-set metrics come from the epoch's pass: perm [n_train] is the order the examples
-        came in, self.pass_pred the predictions made for them, batch_loss [steps per epoch] the mini-batch losses.
+        came in (its first `seen` trained), self.pass_pred the predictions made for them, batch_loss [steps per epoch]
+        the mini-batch losses.
         """
         p = self.p
         self.model.eval()
         if epoch == 0:
             self.hist[0, :N_FIT] = _evaluate_fit(self.fwd, p.x, p.y, self.y_true, self.changed)
         else:
-            loss = (batch_loss.double() * self.batch_rows).sum() / self.cfg.n_train  # fresh tensors: same bits anywhere
-            self.hist[epoch, :N_FIT] = _fit_metrics(self.pass_pred, loss, p.y[perm], self.y_true[perm], self.changed[perm])
-        chunks = p.x_eval.split(EVAL_CHUNK) if self.eval_chunks is None else self.eval_chunks()
+            loss = batch_loss.double().mean()  # batches of one size: the mean over the examples that trained
+            i = perm[: self.seen]
+            self.hist[epoch, :N_FIT] = _fit_metrics(self.pass_pred, loss, p.y[i], self.y_true[i], self.changed[i])
+        chunks = p.x_eval.split(EVAL_CHUNK)
         self.hist[epoch, N_FIT:] = _held_out_metrics(self.fwd, chunks, p.y_eval, self.cfg.eval_size)
+        weights = [layer.weight.detach() for layer in self.model.layers]
+        self.wnorm[epoch] = torch.stack(torch._foreach_norm(weights)).double()
         if epoch in self.rep_at and self.keep:
             self.record_reps(self.rep_at.index(epoch))
         self.model.train()
@@ -312,21 +337,24 @@ class Recorder:
             return True
         return False
 
-    def result(self, gnorm: torch.Tensor, bloss: torch.Tensor, steps_per_epoch: int, seconds: float,
-               meta: dict | None = None) -> RunResult:
+    def result(self, gnorm: torch.Tensor, bloss: torch.Tensor, seconds: float, meta: dict | None = None) -> RunResult:
         """The RunResult: gnorm [>= steps, 2 * (depth + 1)] and bloss [>= steps] per mini-batch (trimmed here)."""
-        done = self.done
-        n_steps = steps_per_epoch * done
+        done, per_epoch = self.done, steps_per_epoch(self.cfg)
+        n_steps = per_epoch * done
         g = gnorm[:n_steps].cpu().numpy().reshape(n_steps, self.cfg.depth + 1, 2)
         h = self.hist[: done + 1].double().cpu().numpy()
+        noise = self.noise[:done].cpu().numpy().reshape(done, self.cfg.depth + 1, 2)
         rep_at = [e for e in self.rep_at if e <= done]
         return RunResult(
             config=self.cfg,
             history={m: h[:, j] for j, m in enumerate(METRICS)},
             grad_w=np.ascontiguousarray(g[:, :, 0]),
             grad_b=np.ascontiguousarray(g[:, :, 1]),
+            noise_w=np.ascontiguousarray(noise[:, :, 0]),
+            noise_b=np.ascontiguousarray(noise[:, :, 1]),
+            weight_norm=self.wnorm[: done + 1].cpu().numpy().copy(),
             batch_loss=np.ascontiguousarray(bloss[:n_steps].cpu().numpy()),
-            step_epoch=np.repeat(np.arange(1, done + 1, dtype=np.int32), steps_per_epoch),
+            step_epoch=np.repeat(np.arange(1, done + 1, dtype=np.int32), per_epoch),
             reps={k: v[: len(rep_at)] for k, v in self.reps.items()},
             rep_epochs=np.asarray(rep_at, dtype=np.int32),
             probe_idx=self.p.probe_idx,
@@ -357,11 +385,11 @@ def train(cfg: RunConfig, source: str | None = None, labels: np.ndarray | None =
     opt = make_optimizer(model, cfg.optimizer, cfg.learning_rate)
     params = [q for layer in model.layers for q in (layer.weight, layer.bias)]  # w1, b1, w2, b2, ...
 
-    n, bs = cfg.n_train, cfg.batch_size
-    steps_per_epoch = -(-n // bs)
-    n_steps = steps_per_epoch * cfg.epochs
+    n, bs, per_epoch = cfg.n_train, cfg.batch_size, steps_per_epoch(cfg)
+    n_steps = per_epoch * cfg.epochs
     gnorm = torch.empty(n_steps, len(params), device=device)  # [steps, 2 * (depth + 1)]
     bloss = torch.empty(n_steps, device=device)
+    gsum = [torch.zeros_like(q) for q in params]  # the epoch's running sum of each gradient
     rec = Recorder(cfg, p, model, device, source)
 
     gen = torch_generator(cfg.seed, "batches")
@@ -373,7 +401,7 @@ def train(cfg: RunConfig, source: str | None = None, labels: np.ndarray | None =
         if on_epoch is not None:
             done, rec.done = rec.done, epoch
             try:
-                on_epoch(rec.result(gnorm, bloss, steps_per_epoch, time.perf_counter() - t0))
+                on_epoch(rec.result(gnorm, bloss, time.perf_counter() - t0))
             finally:
                 rec.done = done
 
@@ -383,17 +411,21 @@ def train(cfg: RunConfig, source: str | None = None, labels: np.ndarray | None =
     for epoch in range(1, cfg.epochs + 1):
         perm = torch.randperm(n, generator=gen).to(device)
         first, losses = step, []
-        for i, pred in zip(perm.split(bs), pred_rows):
+        torch._foreach_zero_(gsum)
+        for i, pred in zip(perm[: rec.seen].split(bs), pred_rows):
             logits = model(p.x.index_select(0, i))  # [B, 10]
             loss = F.cross_entropy(logits, p.y.index_select(0, i))
             torch.argmax(logits.detach(), 1, out=pred)  # each example scored as it trains
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.stack(torch._foreach_norm([q.grad for q in params]), out=gnorm[step])  # all layers, one call
+            grads = [q.grad for q in params]
+            torch.stack(torch._foreach_norm(grads), out=gnorm[step])  # all layers, one call
+            torch._foreach_add_(gsum, grads)
             losses.append(loss.detach())
             opt.step()
             step += 1
         torch.stack(losses, out=bloss[first:step])
+        rec.record_noise(epoch, gnorm[first:step], gsum)
         rec.checkpoint(epoch, perm, bloss[first:step])
         bar.update(1)
         if rec.stops_early(epoch):
@@ -401,24 +433,14 @@ def train(cfg: RunConfig, source: str | None = None, labels: np.ndarray | None =
         if epoch < cfg.epochs:
             report(epoch)
     bar.close()
-    return rec.result(gnorm, bloss, steps_per_epoch, time.perf_counter() - t0)
+    return rec.result(gnorm, bloss, time.perf_counter() - t0)
 
 
 class Cancelled(Exception):
     """Raised by an on_epoch callback to stop a run that is no longer wanted (nothing is cached)."""
 
 
-class _NoBar:
-    def update(self, n):
-        pass
-
-    def close(self):
-        pass
-
-
 def _progress(total: int, show: bool):
-    if not show:
-        return _NoBar()
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="epoch", leave=False)
+    return tqdm(total=total, unit="epoch", leave=False, disable=not show)

@@ -7,12 +7,11 @@ from pathlib import Path
 import numpy as np
 
 from memlib.config import RunConfig
-from memlib.train import RunResult
+from memlib.train import ARRAY_FIELDS, RunResult
 
 # The tiny config of the smoke tests: trains in well under a second on a CPU.
 TINY = dict(n_train=256, epochs=2, depth=2, width=16, probe_size=50, eval_size=200, batch_size=64, device="cpu")
-ARRAYS = ("grad_w", "grad_b", "batch_loss", "step_epoch", "rep_epochs", "probe_idx", "train_idx", "labels",
-          "true_labels", "corrupted")
+ARRAYS = ARRAY_FIELDS
 
 
 def tiny(**changes) -> RunConfig:

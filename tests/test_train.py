@@ -59,9 +59,11 @@ def test_first_batch_gradient_norms_match_autograd():
 
 
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
-def test_whole_run_matches_a_hand_written_loop(optimizer):
-    """Every step's gradient norms and loss, and the final weights, match a plain PyTorch loop (unfused optimizer)."""
-    cfg = tiny(noise=0.2, optimizer=optimizer, n_train=250)  # 250 / 64: a short last batch
+@pytest.mark.parametrize("n_train", [250, 256])  # 250 / 64: a short last batch, which sits out; 256: none
+def test_whole_run_matches_a_hand_written_loop(optimizer, n_train):
+    """Every step's gradient norms and loss, each epoch's gradient noise and weight norms, and the final weights
+    match a plain PyTorch loop (unfused optimizer, full mini-batches only)."""
+    cfg = tiny(noise=0.2, optimizer=optimizer, n_train=n_train)
     res = train(cfg)
     idx, x, y, true = reference_data(cfg)
     assert np.array_equal(res.train_idx, idx) and np.array_equal(res.labels, y.numpy())
@@ -71,28 +73,41 @@ def test_whole_run_matches_a_hand_written_loop(optimizer):
     opt = {"sgd": lambda p: torch.optim.SGD(p, lr=lr), "momentum": lambda p: torch.optim.SGD(p, lr=lr, momentum=0.9),
            "adam": lambda p: torch.optim.Adam(p, lr=lr)}[optimizer](model.parameters())
     gen = torch_generator(cfg.seed, "batches")
-    gw, gb, losses, fit = [], [], [], []
+    gw, gb, losses, fit, noise_w, noise_b, wnorm = [], [], [], [], [], [], []
     changed = res.corrupted
+    steps = cfg.n_train // cfg.batch_size
+    wnorm.append([layer.weight.norm().item() for layer in model.layers])
     for _ in range(cfg.epochs):
         perm = torch.randperm(cfg.n_train, generator=gen)
-        pred = np.empty(cfg.n_train, dtype=np.int64)  # each example's prediction when its batch came, by example
-        loss_sum = 0.0
-        for batch in perm.split(cfg.batch_size):
+        order = perm[: steps * cfg.batch_size]  # the examples that train this epoch
+        pred = np.empty(len(order), dtype=np.int64)  # each example's prediction when its batch came, in that order
+        vecs = {"w": [], "b": []}  # this epoch's gradients, one flattened copy per batch and layer
+        for b, batch in enumerate(order.split(cfg.batch_size)):
             logits = model(x[batch])
-            pred[batch.numpy()] = logits.argmax(1).numpy()
+            pred[b * cfg.batch_size:(b + 1) * cfg.batch_size] = logits.argmax(1).numpy()
             loss = F.cross_entropy(logits, y[batch])
-            loss_sum += loss.item() * len(batch)
             opt.zero_grad()
             loss.backward()
             gw.append([layer.weight.grad.norm().item() for layer in model.layers])
             gb.append([layer.bias.grad.norm().item() for layer in model.layers])
+            vecs["w"].append([layer.weight.grad.double().flatten().numpy() for layer in model.layers])
+            vecs["b"].append([layer.bias.grad.double().flatten().numpy() for layer in model.layers])
             losses.append(loss.item())
             opt.step()
-        hit, hit_true = pred == y.numpy(), pred == true
-        fit.append([loss_sum / cfg.n_train, hit.mean(), hit[~changed].mean(), hit[changed].mean(), hit_true[changed].mean()])
-    assert res.grad_w.shape == (len(gw), cfg.depth + 1) == (8, 3)
+        for key, out in (("w", noise_w), ("b", noise_b)):  # trace of the covariance over the epoch's batches
+            out.append([np.var(np.stack([v[j] for v in vecs[key]]), axis=0).sum() for j in range(cfg.depth + 1)])
+        wnorm.append([layer.weight.norm().item() for layer in model.layers])
+        o = order.numpy()
+        hit, hit_true = pred == y.numpy()[o], pred == true[o]
+        ch = changed[o]
+        fit.append([np.mean(losses[-steps:]), hit.mean(), hit[~ch].mean(), hit[ch].mean(), hit_true[ch].mean()])
+    assert res.grad_w.shape == (len(gw), cfg.depth + 1) == (cfg.epochs * steps, 3)
+    assert res.noise_w.shape == res.noise_b.shape == (cfg.epochs, cfg.depth + 1)
     np.testing.assert_allclose(res.grad_w, gw, rtol=1e-4)
     np.testing.assert_allclose(res.grad_b, gb, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(res.noise_w, noise_w, rtol=1e-3, atol=1e-9)
+    np.testing.assert_allclose(res.noise_b, noise_b, rtol=1e-3, atol=1e-9)
+    np.testing.assert_allclose(res.weight_norm, wnorm, rtol=1e-4)
     np.testing.assert_allclose(res.batch_loss, losses, rtol=1e-5)
     for k, v in model.state_dict().items():
         np.testing.assert_allclose(res.weights[k], v.numpy(), rtol=1e-4, atol=1e-6, err_msg=k)
@@ -102,6 +117,18 @@ def test_whole_run_matches_a_hand_written_loop(optimizer):
     np.testing.assert_allclose(res.history["loss"][1:], fit[:, 0], rtol=1e-5)
     for j, m in enumerate(METRICS[1:5], start=1):
         np.testing.assert_allclose(res.history[m][1:], fit[:, j], atol=1.01 / changed.sum(), err_msg=m)
+
+
+def test_gradient_noise_is_not_the_variance_of_the_norm():
+    """Batches whose gradients point in different directions with equal norms: zero norm variance, positive noise."""
+    from memlib.train import Recorder
+
+    g = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])  # four unit vectors, mean 0
+    rec = Recorder.__new__(Recorder)
+    rec.noise = torch.empty(1, 1, dtype=torch.float64)
+    rec.record_noise(1, g.norm(dim=1, keepdim=True), [g.sum(0)])
+    assert float(rec.noise[0, 0]) == pytest.approx(1.0)  # mean ||g||^2 = 1, ||mean g||^2 = 0
+    assert float(g.norm(dim=1).var()) == 0.0
 
 
 def test_initial_checkpoint_matches_the_initial_model():
@@ -234,9 +261,9 @@ def test_rep_layers_subset():
 
 
 def test_steps_with_a_short_last_batch():
-    """n_train not a multiple of batch_size: ceil(n / bs) steps per epoch."""
+    """n_train not a multiple of batch_size: floor(n / bs) full steps per epoch; the short remainder sits out."""
     res = train(tiny(n_train=130, batch_size=64, epochs=3))
-    assert res.step_epoch.tolist() == [1] * 3 + [2] * 3 + [3] * 3
+    assert res.step_epoch.tolist() == [1] * 2 + [2] * 2 + [3] * 2
 
 
 def test_metrics_in_range_and_consistent(noisy_run):

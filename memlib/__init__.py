@@ -4,4 +4,4 @@ from .config import RunConfig
 from .train import METRICS, RunResult, train
 
 __all__ = ["RunConfig", "RunResult", "METRICS", "train", "run", "run_many"]
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place the version is written: pyproject.toml reads it (setuptools attr)

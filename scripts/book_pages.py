@@ -461,6 +461,15 @@ def memlib_facts() -> tuple[str, dict, dict]:
     return version, {m: dataclasses.asdict(sc) for m, sc in SCALES.items()}, {m: dict(v) for m, v in MASC_SCALES.items()}
 
 
+def memlib_version() -> str:
+    """memlib.__version__ (the release number, which pyproject.toml and CITATION.cff carry too)."""
+    try:
+        from memlib import __version__
+    except Exception as e:  # noqa: BLE001
+        return f"unknown (memlib not importable: {type(e).__name__})"
+    return __version__
+
+
 ENV_FILE = "environment.json"  # in _build/executed/<mode>/, beside timings.json
 
 
@@ -473,6 +482,7 @@ def collect_environment(*, gpu: bool = True, packages: list[tuple[str, str]] | N
         "executable": sys.executable,
         "git_commit": git_commit(),
         "memlib_code_version": version,
+        "memlib_version": memlib_version(),
         "hardware": hardware(gpu),
         "scales": scales,
         "masc_scales": masc,
@@ -510,6 +520,7 @@ def reproducibility(mode: str, exec_dir: Path, timings_path: Path, env: dict) ->
     rows = [("mode", f"**{mode}**"),
             ("Python", f"{esc(env.get('python', '?'))}, {code(env.get('executable', '?'))}"),
             ("git commit", code(env.get("git_commit", "unknown"))),
+            ("memlib version", code(env.get("memlib_version") or memlib_version()) + " (`memlib.__version__`)"),
             ("memlib code version", code(env.get("memlib_code_version", "unknown"))
              + " (`memlib.cache.code_version()`, part of every cached run's file name)")]
     out.append(table(("", "this build"), [(esc(k), v) for k, v in rows]))

@@ -51,3 +51,9 @@ bench: $(STAMP)
 
 clean:
 	rm -rf _build
+
+# The student edition: every chapter with its solutions removed and its outputs cleared, in
+# _build/student/ and packed as _build/student.zip (scripts/student.py).
+.PHONY: student
+student: $(STAMP)
+	$(PY) scripts/student.py

@@ -605,7 +605,26 @@ def generate(staging: Path, exec_dir: Path, build_dir: Path, mode: str, chapters
         path = folder / name
         path.write_text(text.rstrip() + "\n")
         written.append(path)
+    student_zip(staging)  # not a fragment: the instructors' page offers it as a download
     return written
+
+
+STUDENT_ZIP = "book/_student/memlib-book-student.zip"  # inside the staging folder
+
+
+def student_zip(staging: Path) -> Path:
+    """The student edition of the chapters (scripts/student.py: solutions removed, outputs cleared), zipped
+    into the staged book for the instructors' page. Reproducible, so an unchanged book is not rebuilt."""
+    import tempfile
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    try:
+        import student
+    finally:
+        sys.path.pop(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        student.build_folder(student.CHAPTERS, Path(tmp) / "student")
+        return student.write_zip(Path(tmp) / "student", staging / STUDENT_ZIP)
 
 
 if __name__ == "__main__":  # preview: python scripts/book_pages.py quick [out-folder]

@@ -26,6 +26,51 @@ def epoch_grad_stats(res: RunResult, param: str = "w") -> tuple[np.ndarray, np.n
     return mean, var
 
 
+def gradient_noise(res: RunResult, param: str = "w") -> np.ndarray:
+    """Per-epoch gradient noise of each layer [E, L]: trace of the covariance of its mini-batch gradients (see train.NOISE)."""
+    _grads(res, param)  # validates param
+    return np.asarray(res.noise_w if param == "w" else res.noise_b, dtype=np.float64)
+
+
+def noise_to_signal(res: RunResult, param: str = "w") -> np.ndarray:
+    """Per-epoch gradient noise over the squared norm of the epoch's mean gradient [E, L] (scale-free; > 1: noise dominates).
+
+    mean_b ||g_b||^2 = ||mean_b g_b||^2 + noise, so the mean gradient's squared norm is the first minus the second.
+    """
+    g = _grads(res, param) ** 2  # [steps, L]
+    e = res.step_epoch - 1
+    mean_sq = np.zeros((res.epochs_run, g.shape[1]))
+    np.add.at(mean_sq, e, g)
+    mean_sq /= np.bincount(e, minlength=res.epochs_run)[:, None]
+    noise = gradient_noise(res, param)
+    signal = np.maximum(mean_sq - noise, 1e-30)
+    return noise / signal
+
+
+def relative_gradient(res: RunResult) -> np.ndarray:
+    """Per-epoch mean weight-gradient norm over the weight's norm at the start of the epoch [E, L] (scale-free)."""
+    return epoch_grad_stats(res, "w")[0] / np.asarray(res.weight_norm, dtype=np.float64)[:-1]
+
+
+EPOCH_STATS = ("mean", "var", "noise", "nsr", "rel")
+
+
+def epoch_stat(res: RunResult, stat: str = "mean", param: str = "w") -> np.ndarray:
+    """One per-epoch gradient statistic [E, L]: 'mean' or 'var' of the norm, 'noise', 'nsr' (noise / signal), 'rel'."""
+    if stat not in EPOCH_STATS:
+        raise ValueError(f"stat={stat!r} is not allowed: one of {', '.join(EPOCH_STATS)}")
+    if stat in ("mean", "var"):
+        return epoch_grad_stats(res, param)[0 if stat == "mean" else 1]
+    if stat == "noise":
+        return gradient_noise(res, param)
+    return noise_to_signal(res, param) if stat == "nsr" else relative_gradient(res)
+
+
+def early(res: RunResult) -> slice:
+    """The first fifth of training's epochs (at least one): 'early training'."""
+    return slice(0, max(1, res.epochs_run // 5))
+
+
 def layer_grad_summary(res: RunResult, param: str = "w", per_entry: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Mean and variance of each layer's per-batch gradient norm over the whole run: ([L], [L]).
 
@@ -117,14 +162,8 @@ def measure_agreement(groups: dict, lo, hi) -> list[dict]:
 # ---------------------------------------------------------------- accuracies
 
 
-def first_epoch_reaching(res: RunResult, metric: str, level: float) -> float:
-    """First checkpoint (epoch) at which metric >= level; nan if never."""
-    hit = np.flatnonzero(np.asarray(res.history[metric]) >= level)
-    return float(hit[0]) if len(hit) else float("nan")
-
-
-def peak(res: RunResult, metric: str = "test_acc") -> tuple[int, float]:
-    """(epoch, value) of a metric's maximum over the checkpoints after initialization."""
+def peak(res: RunResult, metric: str = "val_acc") -> tuple[int, float]:
+    """(epoch, value) of a metric's maximum over the checkpoints after initialization (pick epochs on validation)."""
     h = np.asarray(res.history[metric])[1:]
     i = int(np.nanargmax(h))
     return i + 1, float(h[i])
@@ -184,36 +223,3 @@ def spread(values) -> Spread:
 def by_seed(results: list[RunResult], fn) -> Spread:
     """Apply fn to each run (one per seed) and summarize the spread."""
     return spread([fn(r) for r in results])
-
-
-# ---------------------------------------------------------------- verdicts
-
-OUTCOMES = ("supported", "partly supported", "not supported at this scale")
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """A claim, the rule applied to this run's numbers, whether it held in each seed, and the deciding numbers."""
-
-    claim: str
-    rule: str
-    holds: tuple[bool, ...]  # one per seed (or per independent check)
-    numbers: tuple[tuple[str, str], ...]  # (label, formatted value) pairs that decided it
-    note: str = ""  # where the rule or scale differs from the study's
-
-    @property
-    def outcome(self) -> str:
-        """'supported' if the rule held everywhere, 'partly supported' if somewhere, else 'not supported at this scale'."""
-        if self.holds and all(self.holds):
-            return OUTCOMES[0]
-        return OUTCOMES[1] if any(self.holds) else OUTCOMES[2]
-
-    def to_dict(self) -> dict:
-        """JSON-ready form (the evidence map reads this)."""
-        return {"claim": self.claim, "rule": self.rule, "holds": [bool(h) for h in self.holds],
-                "numbers": dict(self.numbers), "note": self.note, "outcome": self.outcome}
-
-
-def verdict(claim: str, rule: str, holds, numbers: dict, note: str = "") -> Verdict:
-    """Build a Verdict from per-seed booleans and a {label: formatted value} mapping."""
-    return Verdict(claim, rule, tuple(bool(h) for h in holds), tuple((k, str(v)) for k, v in numbers.items()), note)

@@ -22,7 +22,7 @@ class Scale:
 
 SCALES = {
     "quick": Scale(n_train=1_000, epochs=4, seeds=(0,), eval_size=1_000, probe_size=200),
-    "standard": Scale(n_train=5_000, epochs=20, seeds=(0, 1, 2), eval_size=5_000, probe_size=1_000),
+    "standard": Scale(n_train=5_000, epochs=20, seeds=(0, 1, 2, 3, 4), eval_size=5_000, probe_size=1_000),
     "full": Scale(n_train=50_000, epochs=15, seeds=(0, 1, 2), eval_size=10_000, probe_size=2_000),
 }
 

@@ -148,15 +148,20 @@ def batch_grad_scatter(res: RunResult, ax, layers=None, param: str = "w", every:
     return _finish(ax, "epoch", f"{'weight' if param == 'w' else 'bias'} gradient norm (L2), log scale", log=True)
 
 
+# y-axis label of each per-epoch gradient statistic (memlib.analysis.epoch_stat)
+STAT_LABELS = {"mean": "mean gradient norm (L2)", "var": "within-epoch variance of gradient norm",
+               "noise": "gradient noise (trace of covariance)", "nsr": "gradient noise / squared mean gradient",
+               "rel": "relative gradient ||g|| / ||W||"}
+
+
 @styled
 def epoch_grad_curves(groups: dict, kind: str, ax, layer: int = 0, stat: str = "mean", param: str = "w") -> Figure:
-    """Per-epoch mean (or within-epoch variance) of one layer's gradient norm, one band per condition."""
+    """Per-epoch gradient statistic of one layer (memlib.analysis.EPOCH_STATS), one band per condition."""
     for i, (value, runs) in enumerate(groups.items()):
-        vals = [A.epoch_grad_stats(r, param)[0 if stat == "mean" else 1][:, layer] for r in runs]
+        vals = [A.epoch_stat(r, stat, param)[:, layer] for r in runs]
         x = np.arange(1, len(vals[0]) + 1)
         band(ax, x, vals, color(kind, value, i), label(kind, value))
-    what = "mean" if stat == "mean" else "within-epoch variance of"
-    return _finish(ax, "epoch", f"{what} gradient norm, log scale", log=True)
+    return _finish(ax, "epoch", f"{STAT_LABELS[stat]}, log scale", log=True)
 
 
 @styled
@@ -165,10 +170,9 @@ def layer_epoch_curves(runs: list[RunResult], ax, stat: str = "mean", param: str
     names = layer_names(runs[0].config.depth)
     cmap = matplotlib.colormaps["viridis"]
     for li, name in enumerate(names):
-        vals = [A.epoch_grad_stats(r, param)[0 if stat == "mean" else 1][:, li] for r in runs]
+        vals = [A.epoch_stat(r, stat, param)[:, li] for r in runs]
         band(ax, np.arange(1, len(vals[0]) + 1), vals, cmap(li / max(1, len(names) - 1)), name)
-    what = "mean" if stat == "mean" else "within-epoch variance of"
-    return _finish(ax, "epoch", f"{what} gradient norm, log scale", log=True)
+    return _finish(ax, "epoch", f"{STAT_LABELS[stat]}, log scale", log=True)
 
 
 # ---------------------------------------------------------------- accuracies and representations
@@ -249,14 +253,17 @@ def layer_similarity(groups: dict, kind: str, ax, measure: str = "cosine", epoch
 
 @styled
 def variance_vs_drift(runs: list[RunResult], ax, layer: int, c: str = "#D55E00") -> Figure:
-    """Per-epoch first-layer gradient variance against the per-epoch drift of one hidden layer, one point per epoch and seed."""
+    """Epoch-to-epoch change of first-layer gradient noise against the change of one hidden layer's drift, one point
+    per epoch and seed (changes, not levels: two series that both trend with time correlate in level regardless)."""
     for j, r in enumerate(runs):
-        v = A.epoch_grad_stats(r, "w")[1][:, 0]
-        d = A.drift_speed(r, layer)
+        v = np.diff(A.gradient_noise(r)[:, 0])
+        d = np.diff(A.drift_speed(r, layer))
         rho = A.spearman(v, d)
-        ax.scatter(v, d, s=18, color=c, alpha=0.35 + 0.65 * (j == 0), marker="os^"[j % 3], label=f"seed {r.config.seed}: ρ = {rho:.2f}")
-    ax.set_xscale("log")
-    return _finish(ax, "first-layer within-epoch gradient variance (log scale)", f"drift of hidden{layer} in the epoch (loss of cosine)")
+        ax.scatter(v, d, s=18, color=c, alpha=0.35 + 0.65 * (j == 0), marker="os^Dv"[j % 5], label=f"seed {r.config.seed}: ρ = {rho:.2f}")
+    ax.axhline(0, color="0.7", lw=0.6)
+    ax.axvline(0, color="0.7", lw=0.6)
+    return _finish(ax, "change of first-layer gradient noise from the epoch before",
+                   f"change of hidden{layer}'s drift from the epoch before")
 
 
 @styled

@@ -55,6 +55,15 @@ def train_set(res: RunResult, source: str | None = None) -> tuple[np.ndarray, np
     return x, np.asarray(res.labels, np.int64), np.asarray(res.true_labels, np.int64)
 
 
+VAL_SELECT = 2_000  # validation images that choose a probe's best layer (true labels; never the test set)
+
+
+def val_set(source: str | None = None, n: int = VAL_SELECT) -> tuple[np.ndarray, np.ndarray]:
+    """The first n validation images: (x [n, 784] standardised float32, labels [n])."""
+    mn = D.load_mnist(source)
+    return D.standardize(mn.x_val[:n]), np.asarray(mn.y_val[:n], np.int64)
+
+
 def test_set(source: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The full test split: (x [10000, 784] standardised float32, labels [10000])."""
     mn = D.load_mnist(source)
@@ -386,23 +395,24 @@ def probe_layers(res: RunResult, layers=None, variance: float = 0.99) -> dict[st
 
     Every probe is fitted on the run's training subset: MASC with the labels it was trained on
     (masc_corrupted) and with the true labels (masc_true); nearest class mean and the linear probe with
-    the labels it was trained on. All are scored on the full test split against the true labels.
+    the labels it was trained on. All are scored on the full test split against the true labels, and (keys ending in
+    '_val') on the first VAL_SELECT validation images, which is where a best layer is chosen.
     """
     names = check_layers(res, layers)
     variance = check_variance(variance)
     x_tr, noisy, true = train_set(res)
     x_te, y_te = test_set()
-    tr, te = activations(res, x_tr, names), activations(res, x_te, names)
+    x_va, y_va = val_set()
+    tr, te, va = activations(res, x_tr, names), activations(res, x_te, names), activations(res, x_va, names)
     out = {}
     for name in names:
-        a, t = tr[name], te[name]  # [n_train, dim], [10000, dim]
-        out[name] = {
-            "masc_corrupted": accuracy(MASC(variance).fit(a, noisy, N_CLASSES).predict(t), y_te),
-            "masc_true": accuracy(MASC(variance).fit(a, true, N_CLASSES).predict(t), y_te),
-            "ncm": accuracy(NearestClassMean().fit(a, noisy, N_CLASSES).predict(t), y_te),
-            "linear": accuracy(LinearProbe(seed=res.config.seed).fit(a, noisy, N_CLASSES).predict(t), y_te),
-        }
-        del tr[name], te[name]
+        a = tr[name]  # [n_train, dim]
+        fitted = {"masc_corrupted": MASC(variance).fit(a, noisy, N_CLASSES), "masc_true": MASC(variance).fit(a, true, N_CLASSES),
+                  "ncm": NearestClassMean().fit(a, noisy, N_CLASSES),
+                  "linear": LinearProbe(seed=res.config.seed).fit(a, noisy, N_CLASSES)}
+        out[name] = {k: accuracy(f.predict(te[name]), y_te) for k, f in fitted.items()}  # [10000] test images
+        out[name].update({f"{k}_val": accuracy(f.predict(va[name]), y_va) for k, f in fitted.items()})
+        del tr[name], te[name], va[name]
     return out
 
 
@@ -431,12 +441,17 @@ def probe_run(cfg: RunConfig, variance: float = 0.99) -> tuple[RunResult, dict]:
     return res, table
 
 
-def best_layer(table: dict, probe: str = "masc_corrupted", hidden_only: bool = True) -> tuple[str, float]:
-    """(layer, accuracy) of the layer where a probe scores best; hidden_only leaves out the raw input (not learned)."""
+def best_layer(table: dict, probe: str = "masc_corrupted", hidden_only: bool = True,
+               select_on: str = "val") -> tuple[str, float]:
+    """(layer, test accuracy) of the layer where a probe scores best on validation (select_on='val'; 'test' only for
+    describing a table); hidden_only leaves out the raw input (not learned)."""
     if probe not in PROBES:
         raise ValueError(f"probe={probe!r} is not allowed: one of {', '.join(PROBES)}")
+    if select_on not in ("val", "test"):
+        raise ValueError(f"select_on={select_on!r} is not allowed: 'val' or 'test'")
+    key = f"{probe}_val" if select_on == "val" else probe
     names = [k for k in table["layers"] if not (hidden_only and k == "input")]
-    name = max(names, key=lambda k: table["layers"][k][probe])
+    name = max(names, key=lambda k: table["layers"][k][key])
     return name, float(table["layers"][name][probe])
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import html
 import json
 
-from .analysis import Verdict
 from .config import RunConfig
 from .modes import scale
+from .verdicts import Verdict
 
 VERDICT_MIME = "application/vnd.memlib.verdict+json"  # read by the evidence map at build time
 _COLORS = {"supported": "#009E73", "partly supported": "#E69F00", "not supported at this scale": "#7f7f7f"}
@@ -22,7 +22,8 @@ class VerdictBox:
         v = self.v
         data = {**v.to_dict(), "chapter": self.chapter, "mode": self.mode}
         rows = "".join(f"<tr><td>{html.escape(k)}</td><td><code>{html.escape(val)}</code></td></tr>" for k, val in v.numbers)
-        note = f"<p><em>{html.escape(v.note)}</em></p>" if v.note else ""
+        note = f"<p><em>Where the rule differs from the source.</em> {html.escape(v.note)}</p>" if v.note else ""
+        fail = f"<p><strong>What would have failed it.</strong> {html.escape(v.could_fail)}</p>" if v.could_fail else ""
         c = _COLORS[v.outcome]
         box = (
             f'<div class="memlib-verdict" style="border-left:6px solid {c};padding:0.6em 1em;margin:1em 0;background:#f7f7f7">'
@@ -30,10 +31,11 @@ class VerdictBox:
             f'<span style="color:{c}">{v.outcome}</span></strong></p>'
             f"<p><strong>Claim.</strong> {html.escape(v.claim)}</p>"
             f"<p><strong>Rule.</strong> {html.escape(v.rule)} Held in {sum(v.holds)} of {len(v.holds)} checks.</p>"
-            f'<table class="memlib-numbers">{rows}</table>{note}</div>'
+            f'<table class="memlib-numbers">{rows}</table>{fail}{note}</div>'
         )
         text = [f"Verdict ({self.mode}): {v.outcome}", f"Rule: {v.rule} Held in {sum(v.holds)} of {len(v.holds)} checks."]
         text += [f"  {k}: {val}" for k, val in v.numbers]
+        text += [f"What would have failed it: {v.could_fail}"] if v.could_fail else []
         return {"text/html": box, "text/plain": "\n".join(text), VERDICT_MIME: json.loads(json.dumps(data))}
 
 

@@ -123,6 +123,9 @@ def test_spread_and_peak(make_cfg):
                                            ((False, False), "not supported at this scale"), ((), "not supported at this scale")])
 def test_verdict_outcome(holds, outcome):
     """The outcome follows the per-check booleans only."""
-    v = A.verdict("c", "r", holds, {"x": "1"})
+    from memlib.verdicts import Check, Verdict
+
+    v = Verdict("c", "r", tuple(Check("x", (1.0,) if h else (-1.0,)) for h in holds), (("x", "1"),))
+    assert v.holds == holds
     assert v.outcome == outcome
     assert v.to_dict()["outcome"] == outcome

@@ -74,7 +74,7 @@ def section(text: str, slug: str) -> str:
 
 
 def test_constants_match_memlib():
-    from memlib.analysis import OUTCOMES
+    from memlib.verdicts import OUTCOMES
     from memlib.report import VERDICT_MIME
 
     assert bp.VERDICT_MIME == VERDICT_MIME and bp.OUTCOMES == OUTCOMES

@@ -268,7 +268,8 @@ def test_probe_layers_on_a_tiny_run(tiny_run):
     out = probe_layers(tiny_run)
     assert list(out) == ["input", "hidden1", "hidden2"]
     for accs in out.values():
-        assert list(accs) == list(PROBES) == ["masc_corrupted", "masc_true", "ncm", "linear"]
+        assert list(PROBES) == ["masc_corrupted", "masc_true", "ncm", "linear"]
+        assert list(accs) == [*PROBES, *(f"{k}_val" for k in PROBES)]  # test accuracies, then validation ones
         assert all(0.0 <= v <= 1.0 for v in accs.values())
     assert out["input"]["masc_true"] > 0.5  # 300 true-labelled digits: far above chance
     assert 0.0 <= model_test_acc(tiny_run) <= 1.0

@@ -9,7 +9,7 @@ import pytest
 from memlib import plots as P
 from memlib import report as R
 from memlib import verdicts as V
-from memlib.analysis import OUTCOMES
+from memlib.verdicts import OUTCOMES
 from memlib.cache import run, sweep
 from memlib.modes import base_config, scale
 
@@ -82,7 +82,7 @@ def test_verdict_box_bundle(noise_groups):
     data = bundle[R.VERDICT_MIME]
     assert data["chapter"] == "06-memorization" and data["outcome"] in OUTCOMES
     assert v.outcome in bundle["text/html"] and v.outcome in bundle["text/plain"]
-    assert len(data["holds"]) == 3 * 2  # three checks, two seeds
+    assert len(data["holds"]) == 3 and len(data["checks"][0]["effects"]) == 2  # three checks, each over two seeds
 
 
 def _fake(res, **history):

@@ -3,10 +3,11 @@
     python bench/training.py            # a readable table
     python bench/training.py --json     # one JSON object
     python bench/training.py --epochs 5 --repeats 5 --device cpu --threads 2
+    python bench/training.py --json --n-train 256 --epochs 1 --repeats 1     # a smoke test (timings mean nothing)
 
 Every variant trains the same network (784-256-256-256-256-10, He init from the same seed) with Adam
-(lr 1e-3) on the same 20,000 standardised MNIST images in batches of 128, for memlib's default number
-of epochs (RunConfig().epochs; --epochs changes it). Every timed call starts from the MNIST arrays in
+(lr 1e-3) on the same 20,000 standardised MNIST images (--n-train changes it) in batches of 128, for memlib's
+default number of epochs (RunConfig().epochs; --epochs changes it). Every timed call starts from the MNIST arrays in
 memory and covers everything its loop does: drawing and standardising its images into tensors, the
 training, and whatever it evaluates and records. Throughput is training samples per second of wall
 time over the whole call (n_train * epochs / seconds):
@@ -61,9 +62,9 @@ GOAL_OVER_TUTORIAL = 1.3  # instrumented must be at least this many times faster
 GOAL_WITHIN_BARE = 0.15  # ... and at most this much slower than the bare loop
 
 
-def config(epochs: int, device: str, **changes) -> RunConfig:
+def config(epochs: int, device: str, n_train: int = N_TRAIN, **changes) -> RunConfig:
     """The benchmark's RunConfig (memlib's defaults for every field the benchmark does not fix)."""
-    return RunConfig(n_train=N_TRAIN, depth=DEPTH, width=WIDTH, batch_size=BATCH, optimizer="adam", lr=LR,
+    return RunConfig(n_train=n_train, depth=DEPTH, width=WIDTH, batch_size=BATCH, optimizer="adam", lr=LR,
                      epochs=epochs, seed=SEED, device=device, progress=False, **changes)
 
 
@@ -75,11 +76,11 @@ def sync(device: torch.device) -> None:
 
 class Data:
     """A loop's data drawn from the MNIST arrays in memory (as memlib.train.prepare starts from them): the seed's
-    20,000 training images standardised into one tensor, and the standardised test split when asked for."""
+    n_train (20,000) training images standardised into one tensor, and the standardised test split when asked for."""
 
-    def __init__(self, device: torch.device, test: bool = False):
+    def __init__(self, device: torch.device, n_train: int = N_TRAIN, test: bool = False):
         mn = D.load_mnist()
-        idx = D.train_subset(N_TRAIN, SEED)
+        idx = D.train_subset(n_train, SEED)
         self.x = torch.from_numpy(D.standardize(mn.x_train[idx])).to(device)
         self.y = torch.from_numpy(mn.y_train[idx]).to(device)
         if test:
@@ -95,22 +96,23 @@ def new_model(device: torch.device) -> MLP:
 # ---------------------------------------------------------------- the variants (each returns nothing; timed from outside)
 
 
-def run_instrumented(epochs: int, device: str, **changes) -> None:
+def run_instrumented(epochs: int, device: str, n_train: int = N_TRAIN, **changes) -> None:
     """memlib.train.train as the book calls it (no cache)."""
-    train(config(epochs, device, **changes))
+    train(config(epochs, device, n_train, **changes))
 
 
-def run_prepare(epochs: int, device: str) -> None:
+def run_prepare(epochs: int, device: str, n_train: int = N_TRAIN) -> None:
     """memlib.train.prepare alone."""
-    prepare(config(epochs, device), pick_device(device))
+    prepare(config(epochs, device, n_train), pick_device(device))
 
 
-def run_bare(epochs: int, device: torch.device, record: bool = False, default_adam: bool = False) -> None:
+def run_bare(epochs: int, device: torch.device, n_train: int = N_TRAIN, record: bool = False,
+             default_adam: bool = False) -> None:
     """The minimal loop; with record=True it also stores memlib's per-batch gradient norms and loss.
 
     default_adam: torch.optim.Adam with its defaults instead of memlib.models.make_optimizer's fused Adam.
     """
-    data = Data(device)
+    data = Data(device, n_train)
     model = new_model(device)
     opt = torch.optim.Adam(model.parameters(), lr=LR) if default_adam else make_optimizer(model, "adam", LR)
     gen = torch_generator(SEED, "batches")
@@ -138,11 +140,11 @@ def run_bare(epochs: int, device: torch.device, record: bool = False, default_ad
     sync(device)
 
 
-def run_tutorial(epochs: int, device: torch.device) -> None:
+def run_tutorial(epochs: int, device: torch.device, n_train: int = N_TRAIN) -> None:
     """The loop most tutorials show: DataLoader, default Adam, .item() logging, per-epoch accuracy."""
     from torch.utils.data import DataLoader, TensorDataset
 
-    data = Data(device, test=True)
+    data = Data(device, n_train, test=True)
     torch.manual_seed(SEED)  # DataLoader shuffling draws from the global generator
     model = new_model(device)
     opt = torch.optim.Adam(model.parameters(), lr=LR)
@@ -198,26 +200,27 @@ def sps(t: dict, samples: int) -> dict:
     return {"best": samples / t["best_s"], "median": samples / t["median_s"]}
 
 
-def bench(epochs: int, repeats: int, device_name: str) -> dict:
+def bench(epochs: int, repeats: int, device_name: str, n_train: int = N_TRAIN) -> dict:
     load0 = load_average()
     device = pick_device(device_name)
     D.load_mnist()  # read from disk once, before any timing: every variant starts from the arrays in memory
-    samples = N_TRAIN * epochs
+    samples = n_train * epochs
     ep = lambda warm: 1 if warm else epochs  # noqa: E731  (warm-up: one epoch)
+    n = n_train
     times = timed({
-        "instrumented": lambda w: run_instrumented(ep(w), device_name),
-        "bare": lambda w: run_bare(ep(w), device),
-        "tutorial": lambda w: run_tutorial(ep(w), device),
-        "prepare": lambda w: run_prepare(ep(w), device_name),
-        "bare_gradnorm": lambda w: run_bare(ep(w), device, record=True),
-        "bare_default_adam": lambda w: run_bare(ep(w), device, default_adam=True),
-        "cheap": lambda w: run_instrumented(ep(w), device_name, eval_size=1, rep_epochs="none"),
-        "full_eval": lambda w: run_instrumented(ep(w), device_name, eval_size=10_000),
+        "instrumented": lambda w: run_instrumented(ep(w), device_name, n),
+        "bare": lambda w: run_bare(ep(w), device, n),
+        "tutorial": lambda w: run_tutorial(ep(w), device, n),
+        "prepare": lambda w: run_prepare(ep(w), device_name, n),
+        "bare_gradnorm": lambda w: run_bare(ep(w), device, n, record=True),
+        "bare_default_adam": lambda w: run_bare(ep(w), device, n, default_adam=True),
+        "cheap": lambda w: run_instrumented(ep(w), device_name, n, eval_size=1, rep_epochs="none"),
+        "full_eval": lambda w: run_instrumented(ep(w), device_name, n, eval_size=10_000),
     }, repeats)
     rate = {k: sps(v, samples) for k, v in times.items() if k != "prepare"}
     best = {k: v["best_s"] for k, v in times.items()}
     med = {k: v["median_s"] for k, v in times.items()}
-    full = config(epochs, device_name)
+    full = config(epochs, device_name, n_train)
 
     def headline(stat):
         r = {k: v[stat] for k, v in rate.items()}
@@ -258,12 +261,12 @@ def bench(epochs: int, repeats: int, device_name: str) -> dict:
                 "instrumented_eval": full.n_train + (epochs + 1) * 3 * full.eval_size,  # training set at init only
                 "instrumented_probe": (epochs + 1) * full.probe_size,
                 "full_eval_eval": full.n_train + (epochs + 1) * 3 * 10_000,
-                "tutorial_eval": epochs * (N_TRAIN + 10_000),
+                "tutorial_eval": epochs * (n_train + 10_000),
                 "training": samples,
             },
         },
         "config": {
-            "n_train": N_TRAIN, "depth": DEPTH, "width": WIDTH, "batch_size": BATCH, "optimizer": "adam", "lr": LR,
+            "n_train": n_train, "depth": DEPTH, "width": WIDTH, "batch_size": BATCH, "optimizer": "adam", "lr": LR,
             "epochs": epochs, "seed": SEED, "repeats": repeats, "eval_size": full.eval_size,
             "probe_size": full.probe_size, "rep_epochs": full.rep_epochs, "samples_per_call": samples,
         },
@@ -298,14 +301,18 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=RunConfig().epochs,
                    help=f"epochs per timed call (default {RunConfig().epochs}, memlib's default)")
     p.add_argument("--repeats", type=int, default=5, help="timed calls per variant after one warm-up (default 5)")
+    p.add_argument("--n-train", dest="n_train", type=int, default=N_TRAIN,
+                   help=f"training images (default {N_TRAIN:,}; small values for a smoke test)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="as RunConfig.device (default auto)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     args = p.parse_args(argv)
     if args.epochs < 1 or args.repeats < 1:
         p.error("--epochs and --repeats must be >= 1")
+    if not BATCH <= args.n_train <= 50_000:
+        p.error(f"--n-train must be in [{BATCH}, 50000] (at least one batch of {BATCH})")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    result = bench(args.epochs, args.repeats, args.device)
+    result = bench(args.epochs, args.repeats, args.device, args.n_train)
     print(json.dumps(result, indent=2) if args.json else table(result))
     return 0
 

@@ -107,11 +107,18 @@ def run(cfg: RunConfig, *, cache: bool = True, source: str | None = None, labels
     return res
 
 
+class DamagedCacheWarning(UserWarning):
+    """A cached run could not be read; it is deleted and trained again. The message is one line (the command line
+    prints it as `warning: ...`)."""
+
+
 def _try_load(cfg: RunConfig, path: Path) -> RunResult | None:
+    """The cached run at path, or None (with a DamagedCacheWarning, the file deleted) when it cannot be read."""
     try:
         return load(cfg, path)
     except Exception as err:
-        warnings.warn(f"cached run {path.name} is damaged ({type(err).__name__}: {err}); retraining it", stacklevel=3)
+        why = " ".join(f"{type(err).__name__}: {err}".split())  # one line, whatever the error says
+        warnings.warn(f"cached run {path.name} is damaged ({why}); retraining it", DamagedCacheWarning, stacklevel=3)
         path.unlink(missing_ok=True)
         return None
 

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+import warnings
 
 from .config import FIELD_TYPES, config_from_pairs
+from .data import MNISTSourceError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,9 +28,40 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+@contextlib.contextmanager
+def _plain_warnings():
+    """While it is open, warnings of memlib's own categories (a damaged cache file being rebuilt) print as one plain
+    `warning: ...` line on stderr, without the file, line number and source line Python adds; others as usual."""
+    with warnings.catch_warnings():  # restores warnings.showwarning on exit
+        show = warnings.showwarning
+
+        def plain(message, category, filename, lineno, file=None, line=None):
+            if category.__module__.partition(".")[0] == __package__:  # a category memlib defines
+                print(f"warning: {message}", file=sys.stderr if file is None else file)
+            else:
+                show(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = plain
+        yield
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit status."""
+    """Entry point; returns the exit status.
+
+    Bad input (a config field, a key given twice, an unreadable MNIST folder or file, even when that shows only
+    while the run is being trained) is one `error: ...` line on stderr and exit status 2.
+    """
     args = _parser().parse_args(argv)
+    with _plain_warnings():
+        try:
+            return _main(args)
+        except MNISTSourceError as err:  # $MEMLIB_MNIST_DIR (or the bundled copy) missing or damaged
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+
+
+def _main(args) -> int:
+    """main() after the arguments are parsed, inside its error and warning handling."""
     try:
         cfg = config_from_pairs(args.pairs)
         from .train import pick_device

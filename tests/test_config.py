@@ -201,11 +201,12 @@ def test_config_from_pairs():
     "pairs,needle",
     [(["noise"], "expected key=value, got 'noise'"), (["foo=1"], "'foo'"), (["depth=abc"], "RunConfig.depth='abc'"),
      (["noise=1.5"], "RunConfig.noise=1.5"), (["optimizer=adamw"], "RunConfig.optimizer='adamw'"),
-     (["n_train=100"], "RunConfig.batch_size=128"), (["lr=nan"], "RunConfig.lr=nan")],
+     (["n_train=100"], "RunConfig.batch_size=128"), (["lr=nan"], "RunConfig.lr=nan"),
+     (["noise=0.1", "depth=2", " noise = 0.2"], "RunConfig.noise is given twice (noise=0.1 and noise=0.2)")],
     ids=lambda v: v[0] if isinstance(v, list) else None,
 )
 def test_config_from_pairs_errors(pairs, needle):
-    """Malformed pairs, unknown keys, bad text and invalid values raise ValueError with a precise message."""
+    """Malformed pairs, unknown keys, bad text, invalid values and a key given twice raise ValueError with a precise message."""
     with pytest.raises(ValueError) as err:
         config_from_pairs(pairs)
     assert needle in str(err.value)

@@ -36,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 MODES = ("quick", "standard", "full")
 VERDICT_MIME = "application/vnd.memlib.verdict+json"  # = memlib.report.VERDICT_MIME (tested)
-OUTCOMES = ("supported", "partly supported", "not supported at this scale")  # = memlib.analysis.OUTCOMES
+OUTCOMES = ("supported", "partly supported", "not supported at this scale")  # = memlib.verdicts.OUTCOMES
 SUPPORTED = OUTCOMES[0]
 NOT_EXECUTED = "no verdict (chapter not executed in this build)"
 NO_VERDICT_SHOWN = "no verdict (the executed chapter displays none)"
@@ -102,6 +102,18 @@ SESSIONS = (
 )
 
 
+# The standard build's outcomes under the first edition's rules (raw norms, per-seed thresholds, the test-set peak,
+# 3 seeds), as recorded in that build's closing note of 2026-11-23: a fixed historical record, not this build's numbers.
+FIRST_EDITION = {
+    "01-gradient-statistics": ("partly supported", "3/9"), "02-gradient-dynamics": ("partly supported", "6/9"),
+    "03-depth": ("partly supported", "3/6"), "04-initialization": ("supported", "9/9"),
+    "05-optimizers": ("partly supported", "7/9"), "06-memorization": ("supported", "9/9"),
+    "07-representation-drift": ("partly supported", "5/6"), "08-gradient-variance": ("not supported at this scale", "0/6"),
+    "09-width": ("partly supported", "6/9"), "10-dataset-shift": ("partly supported", "3/6"),
+    "11-masc": ("supported", "6/6"),
+}
+
+
 # --------------------------------------------------------------------------- reading the build
 
 @dataclass
@@ -161,9 +173,11 @@ def read_chapter(exec_dir: Path, slug: str, present: bool = True) -> Chapter:
 
 
 def _in_display_order(v: dict, plain: str) -> dict:
-    """The verdict with its numbers in the order the box shows them (saved notebooks sort JSON keys;
-    the text/plain rendering lists them as '  label: value' lines in the verdict's own order)."""
+    """The verdict with its numbers in the order the box shows them (saved notebooks sort JSON keys: the verdict's
+    'order' list keeps it; older verdicts without one are ordered by their text/plain '  label: value' lines)."""
     nums = v.get("numbers")
+    if isinstance(nums, dict) and isinstance(v.get("order"), list) and set(v["order"]) == set(nums):
+        return {**v, "numbers": {k: nums[k] for k in v["order"]}}
     if isinstance(nums, dict) and plain:
         pos = {k: plain.find(f"\n  {k}: ") for k in nums}
         order = sorted(nums, key=lambda k: (pos[k] < 0, pos[k]))
@@ -289,8 +303,10 @@ def evidence_map(chapters: dict[str, Chapter], mode: str) -> str:
             out.append(f"**Claim.** {esc(v.get('claim', ''))}\n")
             out.append(f"**Rule.** {esc(v.get('rule', ''))}\n")
             out.append(numbers_table(v))
+            if v.get("could_fail"):
+                out.append(f"**What would have failed it.** {esc(v['could_fail'])}\n")
             if v.get("note"):
-                out.append(f"**Note.** {esc(v['note'])}\n")
+                out.append(f"**Where the rule differs from the study's.** {esc(v['note'])}\n")
     missing = [chapters[s] for s in mapped if not chapters[s].verdicts]
     if missing:
         out.append("Without a verdict in this build: "
@@ -315,11 +331,45 @@ def disagreements(chapters: dict[str, Chapter], mode: str) -> str:
             out.append(f"- {ch.link()}{study}: {badge(v.get('outcome', '?'))}, {held(v)} "
                        f"({{ref}}`the rule <{anchor(ch.slug)}>`). Claim: {esc(v.get('claim', ''))}\n\n  Numbers: "
                        + "; ".join(f"{esc(k)} {code(val)}" for k, val in items) + "\n")
+    out.append(rule_changes(chapters, mode))
     silent = [ch for s, ch in chapters.items() if s in mapped_slugs() and not ch.verdicts]
     if silent:
         out.append("\nNo verdict to compare in this build: "
                    + "; ".join(f"{c.link()}, {esc(c.status())}" for c in silent) + ".\n")
     return "\n".join(out)
+
+
+def rule_change_kind(old: str, new: str) -> str:
+    """How a chapter's outcome moved from the first edition's rules to this build's."""
+    if old == new:
+        return "agrees with the study under both rules" if new == SUPPORTED else "disagreement survives the fair rules"
+    if old == SUPPORTED:
+        return "support was an artefact of the old rules"
+    if new == SUPPORTED:
+        return "disagreement was an artefact of the old rules"
+    return "disagreement survives the fair rules (in another degree)"
+
+
+def rule_changes(chapters: dict[str, Chapter], mode: str) -> str:
+    """A table: each chapter's standard-mode outcome under the first edition's rules beside this build's."""
+    rows = []
+    for slug, (old, held_old) in FIRST_EDITION.items():
+        ch = chapters.get(slug)
+        if ch is None or not ch.verdicts:
+            continue
+        v = ch.verdicts[0]
+        rows.append((ch.link(), f"{badge(old)} ({held_old} per-seed checks)", f"{badge(v.get('outcome', '?'))} ({held(v)})",
+                     esc(rule_change_kind(old, v.get("outcome", "?")))))
+    if not rows:
+        return ""
+    scale = ("" if mode == "standard" else
+             f" This build ran in {mode} mode, so differences also reflect scale, not only the rules.")
+    return ("\n### Fair rules against the first edition's\n\n"
+            "The first edition decided each claim on raw gradient norms, per-seed thresholds unrelated to seed noise, "
+            "and in chapter 6 a peak picked on the test set. The rules now compare like with like and decide every "
+            "effect against the seed-to-seed spread. The left column is the first edition's standard build (3 seeds), "
+            f"the right one this build.{scale}\n\n"
+            + table(("chapter", "first edition (standard)", f"this build ({mode})", "what changed"), rows))
 
 
 # --------------------------------------------------------------------------- timings and course plan

@@ -6,13 +6,15 @@ import fcntl
 import functools
 import hashlib
 import json
+import os
 import warnings
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .config import RunConfig
-from .data import atomic_write, cache_dir
+from .data import MNIST_DIR_ENV, atomic_write, cache_dir
 from .train import ARRAY_FIELDS, RunResult, train
 
 # Modules whose code changes what a run produces; their source is hashed into every key.
@@ -30,10 +32,15 @@ def code_version() -> str:
     return h.hexdigest()[:12]
 
 
-def run_path(cfg: RunConfig, labels: np.ndarray | None = None) -> Path:
-    """Where the cached run for cfg (trained on `labels` when given) lives."""
+def run_path(cfg: RunConfig, labels: np.ndarray | None = None, threads: int | None = None) -> Path:
+    """Where the cached run for cfg (trained on `labels` when given) lives.
+
+    The CPU thread count is part of the key (default: torch's current one): the BLAS splits its sums by thread, so a
+    run trained with 1 thread differs in its last bits from one trained with 2, and neither is served for the other.
+    """
     tag = "" if labels is None else "-L" + hashlib.sha256(np.ascontiguousarray(labels, dtype=np.int64).tobytes()).hexdigest()[:12]
-    return cache_dir() / "runs" / f"{cfg.key()}{tag}-{code_version()}.npz"
+    threads = torch.get_num_threads() if threads is None else threads
+    return cache_dir() / "runs" / f"{cfg.key()}{tag}-t{threads}-{code_version()}.npz"
 
 
 def to_arrays(res: RunResult) -> dict[str, np.ndarray]:
@@ -78,7 +85,7 @@ def save(res: RunResult, path: Path | None = None) -> Path:
 def load(cfg: RunConfig, path: Path | None = None) -> RunResult:
     """Read a cached run; raises on a missing or damaged file."""
     path = path or run_path(cfg)
-    with np.load(path, allow_pickle=False) as z:
+    with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:  # the file closes even when the zip is damaged
         arrays = {k: z[k] for k in z.files}  # reading every member checks its CRC
     return from_arrays(arrays, cfg)
 
@@ -90,7 +97,7 @@ def run(cfg: RunConfig, *, cache: bool = True, source: str | None = None, labels
     labels: train on these instead of the config's noisy labels (cached separately, keyed by their hash).
     on_epoch: passed to train() when the run is trained here (live frames, cancellation); unused for a cached run.
     """
-    if not cache or source is not None:
+    if not cache or source is not None or os.environ.get(MNIST_DIR_ENV):  # runs on other data are never cached
         return train(cfg, source, labels, on_epoch)
     path = run_path(cfg, labels)
     if path.exists():

@@ -617,8 +617,11 @@ def reproducibility(mode: str, exec_dir: Path, timings_path: Path, env: dict) ->
         out.append("Training is deterministic: the same configuration and seed give the same numbers bit for bit on "
                    "the same CPU with the same number of threads (each run records it, `result.meta['threads']`). "
                    "A different thread count lets the linear-algebra library split its sums differently, which "
-                   "changes the last bits of a fresh run and can move an accuracy by an example or two; a run "
-                   "already in the cache is read back unchanged.\n")
+                   "changes the last bits of a fresh run and can move an accuracy by an example or two. The run "
+                   "cache therefore keys every run by its thread count too: a run trained in JupyterLab with 2 "
+                   "threads is never served to a book build that trains with 1 per kernel, or the other way "
+                   "round, and a book built with the same thread count on another machine of the same kind "
+                   "retrains to the same bits.\n")
     else:
         out.append("No `timings.json` for this mode: no chapter has been executed in it.\n")
 

@@ -243,3 +243,37 @@ def test_concurrent_runs_train_once(fresh_cache, monkeypatch):
     assert len(calls) == 1
     assert sorted(r.cached for r in out) == [False, True]
     assert_same_result(out[0], out[1])
+
+
+def test_thread_counts_are_cached_apart(fresh_cache):
+    """The same config trained at 1 and at 2 threads: two cache files, each served only to its own thread count."""
+    import torch
+
+    cfg = tiny(n_train=512, width=64, batch_size=128)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = C.run(cfg)
+        torch.set_num_threads(2)
+        two = C.run(cfg)
+        assert not one.cached and not two.cached  # the 1-thread file was not served at 2 threads
+        assert C.run_path(cfg, threads=1) != C.run_path(cfg, threads=2)
+        assert C.run_path(cfg, threads=1).exists() and C.run_path(cfg, threads=2).exists()
+        assert one.meta["threads"] == 1 and two.meta["threads"] == 2
+        assert C.run(cfg).cached and C.run(cfg).meta["threads"] == 2
+        torch.set_num_threads(1)
+        again = C.run(cfg)
+        assert again.cached and again.meta["threads"] == 1
+        np.testing.assert_array_equal(again.weights["layers.0.weight"], one.weights["layers.0.weight"])
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_runs_on_another_mnist_copy_are_not_cached(fresh_cache, monkeypatch, tmp_path):
+    """With $MEMLIB_MNIST_DIR set, run() trains on that copy and writes nothing under the bundled copy's key."""
+    calls = []
+    monkeypatch.setattr(C, "train", lambda cfg, source=None, labels=None, on_epoch=None: calls.append(cfg) or "trained")
+    monkeypatch.setenv("MEMLIB_MNIST_DIR", str(tmp_path))
+    cfg = tiny(seed=99)
+    assert C.run(cfg) == "trained" and calls == [cfg]
+    assert not C.run_path(cfg).exists()

@@ -57,3 +57,10 @@ clean:
 .PHONY: student
 student: $(STAMP)
 	$(PY) scripts/student.py
+
+# One PDF of the whole book (scripts/pdf.py): `make book` first (a no-op when up to date), then the executed
+# chapters through Jupyter Book's singlehtml builder and headless Chromium's print-to-PDF, offline.
+# Writes _build/book.pdf (MODE=quick: _build/quick/book.pdf). Needs /usr/bin/chromium.
+.PHONY: pdf
+pdf: book
+	$(PY) scripts/pdf.py --mode $(MODE)

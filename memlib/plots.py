@@ -336,3 +336,83 @@ def probes_vs_noise(tables: dict, ax) -> Figure:
     band(ax, ps, np.array(raw).T, "#999999", "MASC on the raw input (baseline)", ls=":")
     ax.set_ylim(0, 1.0)
     return _finish(ax, "label corruption p", "test accuracy on true labels")
+
+
+# ---------------------------------------------------------------- Background diagrams (data from memlib.mechanics)
+
+
+@styled
+def noise_vs_batch_size(check: dict, ax) -> Figure:
+    """Mean squared distance of a mini-batch gradient from the full gradient against batch size (log-log): measured
+    points beside tr(Sigma) / B and its without-replacement correction (check: mechanics.batch_noise_scaling)."""
+    b = np.asarray(check["batch_sizes"], float)
+    grid = np.geomspace(b.min(), b.max(), 50)
+    n, tr = check["pool"], check["trace_per_example"]
+    ax.plot(grid, tr / grid, color="#999999", ls=":", label="tr(Σ) / B")
+    ax.plot(grid, tr / grid * (n - grid) / (n - 1), color="#0072B2", label="tr(Σ) / B · (N − B) / (N − 1)")
+    ax.plot(b, check["measured"], "o", color="#D55E00", ms=5, label=f"measured ({check['draws']} mini-batches each)")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(ticker.FixedLocator(b))
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+    return _finish(ax, "batch size B (log scale)", "mean ‖g_B − g‖², log scale", log=True)
+
+
+@styled
+def singular_value_hist(values: dict, ax) -> Figure:
+    """Histograms of a weight matrix's singular values, one per initialization scheme ({init: values}); a scheme whose
+    values all coincide (orthogonal) is drawn as one labelled vertical line, so the spread of the others stays visible."""
+    top = max(float(np.max(v)) for v in values.values())
+    bins = np.linspace(0, top * 1.05, 41)
+    for i, (init, v) in enumerate(values.items()):
+        v = np.asarray(v, float)
+        c = color("init", init, i)
+        if np.ptp(v) <= 1e-4 * max(float(np.max(v)), 1e-30):  # equal up to float32 rounding
+            ax.axvline(float(v[0]), color=c, lw=2.5, label=f"{label('init', init)}: all {len(v)} at {v[0]:.3g}")
+        else:
+            ax.hist(v, bins=bins, histtype="stepfilled", color=c, alpha=0.35, edgecolor=c, lw=1.5, label=label("init", init))
+    return _finish(ax, "singular value", "count")
+
+
+@styled
+def rotated_digit(original, rotated, axes, degrees: float) -> Figure:
+    """A digit, its rotation and their difference as images on three axes: what the first layer of an MLP compares."""
+    diff = np.asarray(rotated, float) - np.asarray(original, float)
+    lim = float(np.abs(diff).max()) or 1.0
+    for ax, img, title, kw in ((axes[0], original, "test image", dict(cmap="gray_r", vmin=0, vmax=255)),
+                               (axes[1], rotated, f"rotated by {degrees:g}°", dict(cmap="gray_r", vmin=0, vmax=255)),
+                               (axes[2], diff, "rotated − original", dict(cmap="RdBu_r", vmin=-lim, vmax=lim))):
+        ax.imshow(img, **kw)
+        ax.set_title(title)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.grid(False)
+        for side in ax.spines.values():
+            side.set_visible(False)
+    return axes[0].figure
+
+
+@styled
+def subspace_angle_3d(toy: dict, ax) -> Figure:
+    """MASC in three dimensions (toy: mechanics.toy_subspaces): two class subspaces through the origin, a test point
+    and its angle to each; ax must be a 3-D Axes."""
+    (a, b), plane, line, x, proj = toy["points"], toy["basis"][0], toy["line"], toy["x"], toy["projection"]
+    u, v = np.meshgrid(np.linspace(-2.2, 2.2, 2), np.linspace(-2.2, 2.2, 2))
+    surf = plane[:, 0, None, None] * u + plane[:, 1, None, None] * v  # [3, 2, 2]
+    ax.plot_surface(*surf, color="#0072B2", alpha=0.12, lw=0)
+    ax.scatter(*a.T, s=7, color="#0072B2", label="class A: its subspace is a plane")
+    t = np.array([-2.4, 2.4])
+    ax.plot(*(line[:, None] * t), color="#E69F00", lw=1.5)
+    ax.scatter(*b.T, s=7, color="#E69F00", label="class B: its subspace is a line")
+    ax.plot(*np.stack([np.zeros(3), x], 1), color="#000000", lw=2.5, label="test point x")
+    ax.plot(*np.stack([np.zeros(3), proj], 1), color="#D55E00", lw=2.5, label="x projected onto A's plane")
+    ax.plot(*np.stack([x, proj], 1), color="#999999", ls="--", lw=1)
+    ang_a, ang_b = toy["angles"]
+    ax.set_title(f"angle to A {ang_a:.0f}°, to B {ang_b:.0f}°: MASC says A")
+    ax.set(xlim=(-2.4, 2.4), ylim=(-2.4, 2.4), zlim=(-2.4, 2.4))
+    ax.set_box_aspect((1, 1, 1))
+    ax.view_init(elev=18, azim=-55)
+    for setter in (ax.set_xticklabels, ax.set_yticklabels, ax.set_zticklabels):
+        setter([])
+    ax.legend(loc="upper left", fontsize=7)
+    return ax.figure

@@ -221,10 +221,12 @@ class EvalForward:
         self._bufs: dict[int, torch.Tensor] = {}
 
     def _buffer(self, slot: int, rows: int, like: torch.Tensor) -> torch.Tensor:
+        """A contiguous [rows, out_features of like] view of slot's reused storage (grown when too small)."""
+        cols = like.shape[0]
         b = self._bufs.get(slot)
-        if b is None or b.shape[0] < rows:
-            b = self._bufs[slot] = torch.empty(rows, self.model.width, dtype=like.dtype, device=like.device)
-        return b[:rows]
+        if b is None or b.numel() < rows * cols:
+            b = self._bufs[slot] = torch.empty(rows * self.model.width, dtype=like.dtype, device=like.device)
+        return b[: rows * cols].view(rows, cols)
 
     @torch.no_grad()
     def logits(self, chunks, on_hidden: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:

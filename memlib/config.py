@@ -12,7 +12,9 @@ from dataclasses import dataclass
 N_TRAIN_MAX = 50_000  # images in the MNIST training split
 N_TEST = 10_000  # images in the validation and in the test split
 
-INITS = ("he", "xavier", "orthogonal")
+INITS = ("he", "xavier", "orthogonal", "torch")  # torch: nn.Linear's own default (uniform, bound 1/sqrt(fan_in))
+INPUTS = ("standard", "unit", "symmetric")  # pixels standardised, in [0, 1], or in [-1, 1]
+DEFAULT_DEPTH, DEFAULT_WIDTH = 4, 256
 OPTIMIZERS = ("sgd", "momentum", "adam")
 NOISE_KINDS = ("symmetric", "uniform")
 REP_EPOCHS = ("all", "ends", "none")
@@ -54,14 +56,18 @@ class RunConfig:
 
     depth counts hidden layers: depth=4, width=256 is 784-256-256-256-256-10,
     i.e. 4 hidden Linear+ReLU layers and 1 Linear classifier (5 Linear layers).
+    widths gives each hidden layer its own width instead (widths=(128, 512, 2048, 2048) is 784-128-512-2048-2048-10);
+    depth then defaults to len(widths) and, if given, must agree; width must be left out (None).
     """
 
     n_train: int = 10_000  # training images drawn (with the seed) from the 50k split
     noise: float = 0.0  # fraction p of training labels replaced at random
     noise_kind: str = "symmetric"  # 'symmetric' (always a wrong class) or 'uniform' (any class)
-    depth: int = 4  # hidden layers (see class docstring)
-    width: int = 256  # units per hidden layer
-    init: str = "he"  # 'he', 'xavier' or 'orthogonal'
+    depth: int | None = None  # hidden layers (see class docstring); None: 4, or len(widths)
+    width: int | None = None  # units per hidden layer; None: 256 (uniform), or per-layer widths below
+    widths: tuple[int, ...] | None = None  # per-layer hidden widths; None: depth x width
+    inputs: str = "standard"  # pixel scaling: 'standard' (standardised), 'unit' ([0, 1]) or 'symmetric' ([-1, 1])
+    init: str = "he"  # 'he', 'xavier', 'orthogonal' or 'torch'
     optimizer: str = "adam"  # 'sgd', 'momentum' (SGD, 0.9) or 'adam'
     lr: float | None = None  # None: DEFAULT_LR[optimizer]
     batch_size: int = 128
@@ -78,7 +84,8 @@ class RunConfig:
 
     def __post_init__(self):
         for f in ("n_train", "depth", "width", "batch_size", "epochs", "seed", "probe_size", "eval_size"):
-            object.__setattr__(self, f, _as_int(getattr(self, f)))
+            if getattr(self, f) is not None:
+                object.__setattr__(self, f, _as_int(getattr(self, f)))
         for f in ("noise", "lr", "stop_at", "shift_degrees"):  # NumPy floats as float
             v = getattr(self, f)
             if isinstance(v, numbers.Real) and not isinstance(v, (bool, int, float)):
@@ -90,8 +97,8 @@ class RunConfig:
             _fail("noise", self.noise, "a number in [0, 1]")
         object.__setattr__(self, "noise", float(self.noise))
         _choice("noise_kind", self.noise_kind, NOISE_KINDS)
-        _int_in("depth", self.depth, 1, 64)
-        _int_in("width", self.width, 1, 8192)
+        self._resolve_architecture()
+        _choice("inputs", self.inputs, INPUTS)
         _choice("init", self.init, INITS)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         lr = self.lr
@@ -120,6 +127,40 @@ class RunConfig:
         if self.progress not in (None, True, False):
             _fail("progress", self.progress, "None, True or False")
 
+    def _resolve_architecture(self) -> None:
+        """Fill depth and width from their defaults or from widths; refuse a depth or width that disagrees with widths."""
+        if self.widths is None:
+            for name, default in (("depth", DEFAULT_DEPTH), ("width", DEFAULT_WIDTH)):
+                if getattr(self, name) is None:
+                    object.__setattr__(self, name, default)
+            _int_in("depth", self.depth, 1, 64)
+            _int_in("width", self.width, 1, 8192)
+            return
+        ws = self.widths
+        if isinstance(ws, (list, tuple)):
+            ws = tuple(_as_int(w) for w in ws)
+        if (not isinstance(ws, tuple) or not 1 <= len(ws) <= 64
+                or any(isinstance(w, bool) or not isinstance(w, int) or not 1 <= w <= 8192 for w in ws)):
+            _fail("widths", self.widths, "None or a tuple of 1 to 64 hidden widths, each an integer in [1, 8192]")
+        if self.depth is None:
+            object.__setattr__(self, "depth", len(ws))
+        elif self.depth != len(ws):
+            _fail("depth", self.depth, f"the number of hidden layers in widths={ws} ({len(ws)}), or left out")
+        if len(set(ws)) == 1:  # one width everywhere: the uniform form, so that one network has one key
+            if self.width is not None and self.width != ws[0]:
+                _fail("width", self.width, f"None or {ws[0]}, the width widths={ws} gives every layer")
+            object.__setattr__(self, "width", ws[0])
+            object.__setattr__(self, "widths", None)
+            return
+        if self.width is not None:
+            _fail("width", self.width, f"None when widths={ws} gives each layer its own width")
+        object.__setattr__(self, "widths", ws)
+
+    @property
+    def hidden_widths(self) -> tuple[int, ...]:
+        """The width of each hidden layer, first to last."""
+        return self.widths if self.widths is not None else (self.width,) * self.depth
+
     @property
     def learning_rate(self) -> float:
         """The step size used: lr, or the optimizer's default when lr is None."""
@@ -139,6 +180,12 @@ class RunConfig:
             d.pop(k)
         d["lr"] = self.learning_rate
         d["rep_layers"] = list(self.recorded_layers)
+        if self.widths is None:  # the uniform network keys as before these fields existed
+            d.pop("widths")
+        else:
+            d["widths"] = list(self.widths)
+        if self.inputs == "standard":
+            d.pop("inputs")
         return d
 
     def key(self) -> str:
@@ -147,7 +194,10 @@ class RunConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
     def replace(self, **changes) -> "RunConfig":
-        """dataclasses.replace: a new, re-validated config."""
+        """dataclasses.replace: a new, re-validated config. New per-layer widths bring their own depth and width
+        unless those are given too (then they must agree)."""
+        if changes.get("widths") is not None:
+            changes = {"depth": None, "width": None, **changes}
         return dataclasses.replace(self, **changes)
 
 
@@ -191,5 +241,4 @@ def config_from_pairs(pairs, base: RunConfig | None = None) -> RunConfig:
         if k in given:  # the last one would silently win otherwise
             raise ValueError(f"RunConfig.{k} is given twice ({k}={given[k]} and {k}={v}): give each key once")
         changes[k], given[k] = value, v
-    base = base or RunConfig()
-    return base.replace(**changes)
+    return RunConfig(**changes) if base is None else base.replace(**changes)

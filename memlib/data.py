@@ -351,3 +351,16 @@ shifted_test.cache_clear = _shifted_test.cache_clear
 def standardize(x_uint8) -> "np.ndarray":
     """uint8 (or 0..255 float) pixels -> float32 standardised inputs."""
     return ((np.asarray(x_uint8, dtype=np.float32) / 256.0) - MEAN) / STD
+
+
+def scale_inputs(x_uint8, kind: str = "standard") -> "np.ndarray":
+    """uint8 pixels -> float32 network inputs: 'standard' (standardised), 'unit' (k / 255 in [0, 1], torchvision's
+    ToTensor) or 'symmetric' ([-1, 1], ToTensor then Normalize((0.5,), (0.5,)), as the MASC paper's code does)."""
+    if kind == "standard":
+        return standardize(x_uint8)
+    unit = np.asarray(x_uint8, dtype=np.float32) / 255.0
+    if kind == "unit":
+        return unit
+    if kind == "symmetric":
+        return (unit - 0.5) / 0.5
+    raise ValueError(f"inputs={kind!r} is not allowed: 'standard', 'unit' or 'symmetric'")

@@ -25,14 +25,18 @@ class MLP(nn.Module):
     Linear classifier, so 5 Linear layers and 4 hidden representations.
     """
 
-    def __init__(self, depth: int, width: int, init: str = "he", generator: torch.Generator | None = None):
+    def __init__(self, depth: int, width: int | None, init: str = "he", generator: torch.Generator | None = None,
+                 widths: tuple[int, ...] | None = None):
         super().__init__()
-        if depth < 1 or width < 1:
-            raise ValueError(f"depth={depth}, width={width}: both must be >= 1")
-        sizes = [N_INPUT] + [width] * depth + [N_CLASSES]
+        shape = f"depth={depth}, width={width}" if widths is None else f"depth={depth}, widths={tuple(widths)}"
+        widths = tuple(widths) if widths is not None else (width,) * max(depth, 0)
+        if depth < 1 or len(widths) != depth or min(widths) < 1:
+            raise ValueError(f"{shape}: both must be >= 1 (one width per hidden layer)")
+        sizes = [N_INPUT, *widths, N_CLASSES]
         # skip_init: nn.Linear's own initialization would draw from torch's global RNG
         self.layers = nn.ModuleList(skip_init(nn.Linear, a, b) for a, b in zip(sizes[:-1], sizes[1:]))
-        self.depth, self.width = depth, width
+        self.depth, self.widths = depth, widths
+        self.width = max(widths)  # the widest hidden layer (evaluation buffers are this wide)
         if generator is None:  # never the global RNG: a fixed stream instead
             generator = torch.Generator().manual_seed(0)
         initialize(self, init, generator)
@@ -59,13 +63,24 @@ class MLP(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
+def mlp_for(cfg, generator: torch.Generator | None = None) -> MLP:
+    """The MLP a RunConfig describes (its depth, hidden widths and initialization)."""
+    return MLP(cfg.depth, None, cfg.init, generator, widths=cfg.hidden_widths)
+
+
 @torch.no_grad()
 def initialize(model: MLP, init: str, generator: torch.Generator | None = None) -> None:
-    """Set weights by scheme (he: Kaiming normal, fan-in; xavier: Glorot normal; orthogonal: gain sqrt 2) and biases to 0."""
+    """Set weights by scheme (he: Kaiming normal, fan-in; xavier: Glorot normal; orthogonal: gain sqrt 2; biases 0) or
+    torch: nn.Linear's own default, weights and biases uniform in +-1/sqrt(fan_in) (kaiming_uniform_ with a = sqrt 5)."""
     if init not in INITS:
         raise ValueError(f"init={init!r} is not allowed: one of {', '.join(INITS)}")
     for layer in model.layers:
         w = layer.weight
+        if init == "torch":
+            nn.init.kaiming_uniform_(w, a=math.sqrt(5), generator=generator)
+            bound = 1 / math.sqrt(w.shape[1])
+            nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
+            continue
         if init == "he":
             nn.init.kaiming_normal_(w, nonlinearity="relu", generator=generator)
         elif init == "xavier":

@@ -51,30 +51,31 @@ def check_layers(res: RunResult, layers=None) -> list[str]:
 def train_set(res: RunResult, source: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A run's training images and labels: (x [n_train, 784] standardised float32, noisy labels [n_train], true labels [n_train])."""
     mn = D.load_mnist(source)
-    x = D.standardize(mn.x_train[np.asarray(res.train_idx)])  # [n_train, 784]
+    x = D.scale_inputs(mn.x_train[np.asarray(res.train_idx)], res.config.inputs)  # [n_train, 784]
     return x, np.asarray(res.labels, np.int64), np.asarray(res.true_labels, np.int64)
 
 
 VAL_SELECT = 2_000  # validation images that choose a probe's best layer (true labels; never the test set)
 
 
-def val_set(source: str | None = None, n: int = VAL_SELECT) -> tuple[np.ndarray, np.ndarray]:
-    """The first n validation images: (x [n, 784] standardised float32, labels [n])."""
+def val_set(source: str | None = None, n: int = VAL_SELECT, inputs: str = "standard") -> tuple[np.ndarray, np.ndarray]:
+    """The first n validation images: (x [n, 784] float32 scaled as `inputs`, labels [n])."""
     mn = D.load_mnist(source)
-    return D.standardize(mn.x_val[:n]), np.asarray(mn.y_val[:n], np.int64)
+    return D.scale_inputs(mn.x_val[:n], inputs), np.asarray(mn.y_val[:n], np.int64)
 
 
-def test_set(source: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The full test split: (x [10000, 784] standardised float32, labels [10000])."""
+def test_set(source: str | None = None, inputs: str = "standard") -> tuple[np.ndarray, np.ndarray]:
+    """The full test split: (x [10000, 784] float32 scaled as `inputs` (see data.scale_inputs), labels [10000])."""
     mn = D.load_mnist(source)
-    return D.standardize(mn.x_test), np.asarray(mn.y_test, np.int64)
+    return D.scale_inputs(mn.x_test, inputs), np.asarray(mn.y_test, np.int64)
 
 
 test_set.__test__ = False  # not a pytest test when imported into a test module
 
 
 def activations(res: RunResult, x, layers=None, chunk: int = _CHUNK) -> dict[str, np.ndarray]:
-    """{layer: [n, dim] float32}, network order; x [n, 784] or [n, 28, 28]: uint8 pixels, or floats already standardised."""
+    """{layer: [n, dim] float32}, network order; x [n, 784] or [n, 28, 28]: uint8 pixels, or floats already scaled the
+    way the run's inputs are (config.inputs)."""
     names = check_layers(res, layers)
     x = np.asarray(x)
     if x.ndim == 3 and x.shape[1:] == (28, 28):
@@ -82,7 +83,7 @@ def activations(res: RunResult, x, layers=None, chunk: int = _CHUNK) -> dict[str
     if x.ndim != 2 or x.shape[1] != 784:
         raise ValueError(f"x of shape {x.shape} is not allowed: images as [n, 784] or [n, 28, 28]")
     if x.dtype == np.uint8:
-        x = D.standardize(x)
+        x = D.scale_inputs(x, res.config.inputs)
     elif np.issubdtype(x.dtype, np.floating):
         x = np.asarray(x, np.float32)
         if not np.isfinite(x).all():
@@ -91,7 +92,9 @@ def activations(res: RunResult, x, layers=None, chunk: int = _CHUNK) -> dict[str
         raise ValueError(f"x of dtype {x.dtype} is not allowed: uint8 pixels or standardised floats")
     if not _is_int(chunk) or chunk < 1:
         raise ValueError(f"chunk={chunk!r} is not allowed: an integer >= 1")
-    out = {name: np.empty((len(x), 784 if name == "input" else res.config.width), np.float32) for name in names}
+    widths = res.config.hidden_widths
+    out = {name: np.empty((len(x), 784 if name == "input" else widths[int(name[len("hidden"):]) - 1]), np.float32)
+           for name in names}
     if "input" in out:
         out["input"][:] = x
     keep = tuple(int(name[len("hidden"):]) for name in names if name != "input")
@@ -107,7 +110,7 @@ def activations(res: RunResult, x, layers=None, chunk: int = _CHUNK) -> dict[str
 
 def model_test_acc(res: RunResult, source: str | None = None) -> float:
     """The trained network's own accuracy on the full test split."""
-    x, y = test_set(source)
+    x, y = test_set(source, res.config.inputs)
     net = res.model()
     with torch.inference_mode():
         pred = np.concatenate([net(torch.from_numpy(x[i:i + _CHUNK])).argmax(1).numpy() for i in range(0, len(x), _CHUNK)])
@@ -401,8 +404,8 @@ def probe_layers(res: RunResult, layers=None, variance: float = 0.99) -> dict[st
     names = check_layers(res, layers)
     variance = check_variance(variance)
     x_tr, noisy, true = train_set(res)
-    x_te, y_te = test_set()
-    x_va, y_va = val_set()
+    x_te, y_te = test_set(inputs=res.config.inputs)
+    x_va, y_va = val_set(inputs=res.config.inputs)
     tr, te, va = activations(res, x_tr, names), activations(res, x_te, names), activations(res, x_va, names)
     out = {}
     for name in names:

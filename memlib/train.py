@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from . import data as D
 from .config import RunConfig
-from .models import MLP, layer_names, make_optimizer
+from .models import MLP, layer_names, make_optimizer, mlp_for
 from .rng import rng_for, torch_generator
 
 # Per-checkpoint metrics, in this order; checkpoint 0 is the initialization, k the end of epoch k.
@@ -93,7 +93,7 @@ class RunResult:
         """
         if self._fit is None:
             mn = D.load_mnist(self.meta.get("source"))
-            x = torch.from_numpy(D.standardize(mn.x_train[self.train_idx]))  # [n_train, 784]
+            x = torch.from_numpy(D.scale_inputs(mn.x_train[self.train_idx], self.config.inputs))  # [n_train, 784]
             y, y_true, changed = (torch.from_numpy(np.asarray(a)) for a in (self.labels, self.true_labels, self.corrupted))
             vals = _evaluate_fit(EvalForward(self.model()), x, y, y_true, changed).double().numpy()
             self._fit = {m: float(v) for m, v in zip(METRICS[:N_FIT], vals)}
@@ -101,7 +101,7 @@ class RunResult:
 
     def model(self) -> MLP:
         """The trained MLP rebuilt from the stored weights (on the CPU)."""
-        net = MLP(self.config.depth, self.config.width, self.config.init)
+        net = mlp_for(self.config)
         net.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in self.weights.items()})
         return net.eval()
 
@@ -179,11 +179,12 @@ def prepare(cfg: RunConfig, device: torch.device, source: str | None = None, lab
     """draw(), then the standardised training, evaluation and probe tensors on the device."""
     d = draw(cfg, source, labels)
     mn, k = d.mnist, cfg.eval_size
-    x_tr = D.standardize(mn.x_train[d.train_idx])
-    x_eval = np.concatenate([D.standardize(mn.x_val[:k]), D.standardize(mn.x_test[:k]), D.standardize(d.shifted[:k])])
+    scale = functools.partial(D.scale_inputs, kind=cfg.inputs)
+    x_tr = scale(mn.x_train[d.train_idx])
+    x_eval = np.concatenate([scale(mn.x_val[:k]), scale(mn.x_test[:k]), scale(d.shifted[:k])])
     y_eval = np.concatenate([mn.y_val[:k], mn.y_test[:k], mn.y_test[:k]])
     dev = functools.partial(to_device, device=device)
-    return Prepared(dev(x_tr), dev(d.labels), dev(x_eval), dev(y_eval), dev(D.standardize(mn.x_test[d.probe_idx])),
+    return Prepared(dev(x_tr), dev(d.labels), dev(x_eval), dev(y_eval), dev(scale(mn.x_test[d.probe_idx])),
                     d.train_idx, d.labels, d.true_labels, d.corrupted, d.probe_idx)
 
 
@@ -220,10 +221,12 @@ class EvalForward:
         self._bufs: dict[int, torch.Tensor] = {}
 
     def _buffer(self, slot: int, rows: int, like: torch.Tensor) -> torch.Tensor:
+        """A contiguous [rows, out_features of like] view of slot's reused storage (grown when too small)."""
+        cols = like.shape[0]
         b = self._bufs.get(slot)
-        if b is None or b.shape[0] < rows:
-            b = self._bufs[slot] = torch.empty(rows, self.model.width, dtype=like.dtype, device=like.device)
-        return b[:rows]
+        if b is None or b.numel() < rows * cols:
+            b = self._bufs[slot] = torch.empty(rows * self.model.width, dtype=like.dtype, device=like.device)
+        return b[: rows * cols].view(rows, cols)
 
     @torch.no_grad()
     def logits(self, chunks, on_hidden: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
@@ -282,7 +285,8 @@ class Recorder:
         self.changed = torch.from_numpy(p.corrupted).to(device)
         self.rep_at = _rep_checkpoints(cfg)
         self.keep = cfg.recorded_layers
-        self.reps = {f"hidden{j}": np.empty((len(self.rep_at), cfg.probe_size, cfg.width), np.float16) for j in self.keep}
+        self.reps = {f"hidden{j}": np.empty((len(self.rep_at), cfg.probe_size, cfg.hidden_widths[j - 1]), np.float16)
+                     for j in self.keep}
         self.done = cfg.epochs  # epochs trained: fewer when stop_at ends the run early
         self.seen = steps_per_epoch(cfg) * cfg.batch_size  # examples trained on per epoch
         # the training loop fills this: [seen] the epoch's predictions in the order the examples came
@@ -381,7 +385,7 @@ def train(cfg: RunConfig, source: str | None = None, labels: np.ndarray | None =
     t0 = time.perf_counter()
     device = pick_device(cfg.device)
     p = prepare(cfg, device, source, labels)
-    model = MLP(cfg.depth, cfg.width, cfg.init, torch_generator(cfg.seed, "init")).to(device)
+    model = mlp_for(cfg, torch_generator(cfg.seed, "init")).to(device)
     opt = make_optimizer(model, cfg.optimizer, cfg.learning_rate)
     params = [q for layer in model.layers for q in (layer.weight, layer.bias)]  # w1, b1, w2, b2, ...
 

@@ -65,6 +65,22 @@ def test_bad_value_names_field_value_and_allowed(changes, field, shown, allowed)
     assert allowed in msg
 
 
+def test_per_layer_widths():
+    """widths sets depth (or must agree with it); one width everywhere is the uniform config with the same key."""
+    cfg = RunConfig(widths=(128, 512, 2048, 2048))
+    assert cfg.depth == 4 and cfg.width is None and cfg.hidden_widths == (128, 512, 2048, 2048)
+    assert RunConfig(widths=[128, 512], depth=2).widths == (128, 512)
+    assert RunConfig(widths=(256,) * 4) == RunConfig() and RunConfig(widths=(256,) * 4).key() == RunConfig().key()
+    assert RunConfig().hidden_widths == (256,) * 4 and RunConfig().widths is None
+    assert RunConfig(depth=8).replace(widths=(64, 32)).depth == 2  # new widths bring their own depth
+    assert cfg.replace(noise=0.6).hidden_widths == cfg.hidden_widths  # and keep it through other changes
+    assert config_from_pairs(["widths=128,512,2048,2048", "optimizer=momentum"]).hidden_widths == (128, 512, 2048, 2048)
+    with pytest.raises(ValueError, match="RunConfig.depth=3"):
+        config_from_pairs(["widths=128,512", "depth=3"])
+    assert RunConfig().key_dict().keys() >= {"depth", "width"} and "widths" not in RunConfig().key_dict()
+    assert cfg.key_dict()["widths"] == [128, 512, 2048, 2048]
+
+
 def test_replace_revalidates():
     """replace() builds a new config and validates it again."""
     cfg = RunConfig(depth=2)
@@ -119,7 +135,7 @@ def test_recorded_layers():
 KEY_CHANGES = dict(
     n_train=9_999, noise=0.1, noise_kind="uniform", depth=3, width=128, init="xavier", optimizer="sgd", lr=0.002,
     batch_size=64, epochs=11, stop_at=0.99, seed=1, probe_size=1_000, rep_layers=(1, 2), rep_epochs="ends", eval_size=5_000,
-    shift_degrees=15.0,
+    shift_degrees=15.0, widths=(128, 512, 2048, 2048), inputs="symmetric",
 )
 
 

@@ -57,12 +57,13 @@ def test_hidden_matches_forward():
 
 @pytest.mark.parametrize("init", INITS)
 def test_init_is_fixed_by_the_generator(init):
-    """The same generator seed gives identical weights; another seed different ones; biases are zero."""
+    """The same generator seed gives identical weights; another seed different ones; biases are zero (except torch's
+    own default, which draws them like the weights)."""
     a, b, c = (MLP(2, 32, init, gen(s)) for s in (0, 0, 1))
     for la, lb, lc in zip(a.layers, b.layers, c.layers):
-        assert torch.equal(la.weight, lb.weight)
+        assert torch.equal(la.weight, lb.weight) and torch.equal(la.bias, lb.bias)
         assert not torch.equal(la.weight, lc.weight)
-        assert torch.count_nonzero(la.bias) == 0
+        assert (torch.count_nonzero(la.bias) == 0) == (init != "torch")
 
 
 def test_he_init_std():
@@ -148,3 +149,21 @@ def test_make_optimizer_rejects_unknown_name():
     """An unknown optimizer raises ValueError naming it."""
     with pytest.raises(ValueError, match="optimizer='adamw'"):
         make_optimizer(MLP(1, 4, generator=gen()), "adamw", 0.1)
+
+
+def test_per_layer_widths_and_torch_init():
+    """widths builds 784-128-512-10; init='torch' draws what nn.Linear's own reset_parameters draws."""
+    import math
+
+    m = MLP(2, None, "torch", gen(), widths=(128, 512))
+    assert [tuple(layer.weight.shape) for layer in m.layers] == [(128, 784), (512, 128), (10, 512)]
+    ref = torch.nn.Linear(784, 128)
+    g = gen()
+    torch.nn.init.kaiming_uniform_(ref.weight, a=math.sqrt(5), generator=g)
+    torch.nn.init.uniform_(ref.bias, -1 / math.sqrt(784), 1 / math.sqrt(784), generator=g)
+    assert torch.equal(m.layers[0].weight, ref.weight) and torch.equal(m.layers[0].bias, ref.bias)
+    for layer in m.layers:  # nn.Linear's default: every entry within 1/sqrt(fan_in)
+        bound = 1 / math.sqrt(layer.weight.shape[1])
+        assert layer.weight.abs().max() <= bound and layer.bias.abs().max() <= bound and layer.bias.abs().max() > 0
+    with pytest.raises(ValueError, match="widths"):
+        MLP(3, None, widths=(128, 512))

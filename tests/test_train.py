@@ -445,3 +445,20 @@ def test_torch_global_rng_untouched():
     before = torch.get_rng_state()
     train(tiny(noise=0.2))
     assert torch.equal(before, torch.get_rng_state())
+
+
+@pytest.mark.parametrize("inputs", ["standard", "unit", "symmetric"])
+def test_paper_style_run(inputs):
+    """Per-layer widths, torch init and each input scaling: shapes follow the widths, and the recorded accuracies are
+    those of the stored model on inputs scaled the same way."""
+    cfg = tiny(widths=(16, 48), width=None, init="torch", inputs=inputs, optimizer="momentum", lr=0.01)
+    res = train(cfg)
+    assert [w.shape for k, w in res.weights.items() if k.endswith("weight")] == [(16, 784), (48, 16), (10, 48)]
+    assert res.reps["hidden1"].shape[-1] == 16 and res.reps["hidden2"].shape[-1] == 48
+    mn = D.load_mnist()
+    x = D.scale_inputs(mn.x_test[: cfg.eval_size], inputs)
+    lo, hi = {"standard": (-1, 4), "unit": (0, 1), "symmetric": (-1, 1)}[inputs]
+    assert x.min() >= lo and x.max() <= hi and (inputs == "standard" or (x.min() == lo and x.max() == hi))
+    with torch.no_grad():
+        acc = (res.model()(torch.from_numpy(x)).argmax(1).numpy() == mn.y_test[: cfg.eval_size]).mean()
+    assert res.history["test_acc"][-1] == pytest.approx(acc, abs=1e-6)

@@ -52,7 +52,7 @@ def small_config(cfg: RunConfig, n_train: int, **changes) -> RunConfig:
 
 def initial_model(cfg: RunConfig, init: str | None = None) -> MLP:
     """The MLP of cfg as train() initializes it (same seed stream); init overrides the scheme."""
-    return MLP(cfg.depth, cfg.width, init or cfg.init, torch_generator(cfg.seed, "init"))
+    return MLP(cfg.depth, None, init or cfg.init, torch_generator(cfg.seed, "init"), widths=cfg.hidden_widths)
 
 
 def training_images(cfg: RunConfig, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -444,7 +444,7 @@ def subspace_angle_check(res: RunResult, layer: str, index: int = 0, variance: f
     """A test image's angle to each class subspace of a layer by explicit SVD, beside MASC; and principal angles."""
     # principal angles: its true class's subspace fitted on the labels trained on vs fitted on the true labels
     x_tr, given, true = PR.train_set(res)
-    x_te, y_te = PR.test_set()
+    x_te, y_te = PR.test_set(inputs=res.config.inputs)
     acts = PR.activations(res, x_tr, [layer])[layer]  # [n_train, D]
     point = PR.activations(res, x_te[index:index + 1], [layer])[layer][0].astype(np.float64)  # [D]
     bases = [class_basis(acts[given == c], variance) for c in range(N_CLASSES)]

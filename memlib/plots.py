@@ -329,13 +329,42 @@ def probes_vs_noise(tables: dict, ax) -> Figure:
     ps = sorted(tables)
     model = [[t["model_test_acc"] for t in tables[p]] for p in ps]  # [p][seed]
     band(ax, ps, np.array(model).T, "#000000", "the network's own test accuracy", ls="--", marker="o")
+    from .probes import best_layer
+
     for probe, c in PROBE_COLORS.items():
-        best = [[max(v[probe] for k, v in t["layers"].items() if k != "input") for t in tables[p]] for p in ps]
+        best = [[best_layer(t, probe)[1] for t in tables[p]] for p in ps]  # the layer chosen on validation
         band(ax, ps, np.array(best).T, c, PROBE_LABELS[probe] + " (best hidden layer)", marker="o")
     raw = [[t["layers"]["input"]["masc_corrupted"] for t in tables[p]] for p in ps]
     band(ax, ps, np.array(raw).T, "#999999", "MASC on the raw input (baseline)", ls=":")
     ax.set_ylim(0, 1.0)
     return _finish(ax, "label corruption p", "test accuracy on true labels")
+
+
+@styled
+def masc_variance(per_seed: list[dict], ax, variances=(0.90, 0.95, 0.99, 0.999)) -> Figure:
+    """MASC test accuracy against the share of variance each class subspace keeps, one band per layer (seeds)."""
+    layers = list(per_seed[0])
+    cmap = matplotlib.colormaps["viridis"]
+    x = np.arange(len(variances))
+    for i, name in enumerate(layers):
+        c = "#999999" if name == "input" else cmap((i - 1) / max(1, len(layers) - 2))
+        band(ax, x, [d[name] for d in per_seed], c, name, ls=":" if name == "input" else "-", marker="o")
+    ax.set_xticks(x, [f"{v:.1%}".replace(".0%", "%") for v in variances])
+    return _finish(ax, "share of variance kept per class subspace", "MASC test accuracy on true labels")
+
+
+@styled
+def gain_bars(rows: list[tuple[str, list[dict]]], ax) -> Figure:
+    """Best hidden layer's MASC (chosen on validation) minus MASC on the raw input, per setting: mean bar, min-max whisker."""
+    from .probes import best_layer
+
+    for i, (name, ts) in enumerate(rows):
+        g = np.array([best_layer(t)[1] - t["layers"]["input"]["masc_corrupted"] for t in ts])
+        ax.bar(i, g.mean(), 0.6, color=OKABE_ITO[i % len(OKABE_ITO)],
+               yerr=[[g.mean() - g.min()], [g.max() - g.mean()]], capsize=4)
+    ax.axhline(0, color="#000000", lw=0.8)
+    ax.set_xticks(range(len(rows)), [name for name, _ in rows], rotation=15, ha="right")
+    return _finish(ax, "setting", "best hidden minus raw input (MASC)", legend=False)
 
 
 # ---------------------------------------------------------------- Background diagrams (data from memlib.mechanics)

@@ -419,6 +419,19 @@ def probe_layers(res: RunResult, layers=None, variance: float = 0.99) -> dict[st
     return out
 
 
+VARIANCES = (0.90, 0.95, 0.99, 0.999)  # the shares of variance the sensitivity figure compares
+
+
+def masc_by_variance(res: RunResult, variances=VARIANCES, layers=None) -> dict[str, list[float]]:
+    """{layer: [MASC test accuracy (corrupted-label subspaces, true test labels) at each variance share]}."""
+    names = check_layers(res, layers)
+    vs = [check_variance(v) for v in variances]
+    x_tr, noisy, _ = train_set(res)
+    x_te, y_te = test_set(inputs=res.config.inputs)
+    tr, te = activations(res, x_tr, names), activations(res, x_te, names)
+    return {n: [accuracy(MASC(v).fit(tr[n], noisy, N_CLASSES).predict(te[n]), y_te) for v in vs] for n in names}
+
+
 # ---------------------------------------------------------------- cached tables and relabeling
 
 

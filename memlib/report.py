@@ -124,3 +124,35 @@ def relabel_table(rows: list[tuple]) -> Table:
     return Table([(str(s), layer, f"{after:.1%}", f"{before:.1%}", f"{a0:.3f}", f"{a1:.3f}")
                   for s, layer, after, before, a0, a1 in rows],
                  ("seed", "MASC layer", "labels wrong after relabeling", "labels wrong before", "test acc before", "test acc after"))
+
+
+def masc_layer_table(tables: dict) -> Table:
+    """Per corruption p: the network, MASC on the input and on each hidden layer, and the best hidden layer (chosen on
+    validation) minus the input, each as mean [min, max] over seeds."""
+    from .analysis import spread
+    from .probes import best_layer
+
+    rows, layers = [], None
+    for p in sorted(tables):
+        ts = tables[p]
+        layers = [k for k in ts[0]["layers"]]
+        cells = [spread([t["model_test_acc"] for t in ts]).fmt(3)]
+        cells += [spread([t["layers"][k]["masc_corrupted"] for t in ts]).fmt(3) for k in layers]
+        cells.append(spread([best_layer(t)[1] - t["layers"]["input"]["masc_corrupted"] for t in ts]).fmt(3))
+        rows.append((f"{p:.1f}", *cells))
+    return Table(rows, ("p", "network", *(f"MASC {k}" for k in layers or []), "best hidden minus input"))
+
+
+def comparison_table(rows: list[tuple[str, dict, list[dict]]]) -> Table:
+    """What the gain over the input depends on: (setting, what it changes, probe tables over seeds) per row."""
+    from .analysis import spread
+    from .probes import best_layer
+
+    out = []
+    for name, changed, ts in rows:
+        out.append((name, changed, spread([t["model_test_acc"] for t in ts]).fmt(3),
+                    spread([t["layers"]["input"]["masc_corrupted"] for t in ts]).fmt(3),
+                    spread([best_layer(t)[1] for t in ts]).fmt(3),
+                    spread([best_layer(t)[1] - t["layers"]["input"]["masc_corrupted"] for t in ts]).fmt(3)))
+    return Table(out, ("setting", "differs from the paper's protocol in", "network", "MASC input", "MASC best hidden",
+                       "best hidden minus input"))

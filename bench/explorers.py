@@ -76,9 +76,9 @@ def bench_chapter(slug: str, mode: str, n_moves: int, tiny: bool = False) -> dic
     from memlib.explorers import SPECS, live_explorer
     from memlib.modes import explorer_config
 
-    base = chapter_base(slug, mode)
-    if slug != "11-masc":
-        base = explorer_config(mode, base)
+    from memlib.modes import masc_explorer_config
+
+    base = masc_explorer_config(mode) if slug == "11-masc" else explorer_config(mode, chapter_base(slug, mode))
     if tiny:
         base = dataclasses.replace(base, **TINY)
     spec = SPECS[slug]

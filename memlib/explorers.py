@@ -9,6 +9,7 @@ from .config import RunConfig
 
 NOISE = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
 WIDTHS = [64, 128, 256, 512]
+EXPLORER_TEST_IMAGES = 5_000  # chapter 11's live explorer scores its probes on the first 5,000 test images
 
 
 def _scatter_and_accuracy(axes, rs):
@@ -16,10 +17,22 @@ def _scatter_and_accuracy(axes, rs):
     P.metric_curves({rs[0].config.noise: rs}, "noise", axes[1], "train_acc")
 
 
-def _probe_table(cfg):
+def _probe_stages(cfg, frame):
+    """Chapter 11's explorer: the training curves epoch by epoch, then the probe bars layer by layer (frame(...) each)."""
     from .probes import probe_run
 
-    return probe_run(cfg)[1]
+    return probe_run(cfg, validation=False, on_epoch=frame, on_layer=frame, n_test=EXPLORER_TEST_IMAGES)[1]
+
+
+def _masc_frame(axes, objs, layer):
+    """A partial run (while training) as accuracy curves; a probe table (whole or so far) as probe bars."""
+    from .train import RunResult
+
+    if isinstance(objs[0], RunResult):
+        P.accuracy_curves(objs, axes[0])
+        axes[0].set_title(f"training… epoch {objs[0].epochs_run} of {objs[0].config.epochs}; probes follow")
+    else:
+        P.probe_bars(objs[0], axes[0], highlight=layer)
 
 
 @dataclass(frozen=True)
@@ -31,6 +44,7 @@ class Spec:
     size: dict = field(default_factory=lambda: {"width": 6})
     views: dict | None = None
     load: Callable | None = None  # what draw receives per seed (default: the run)
+    stream: bool = False  # load(cfg, frame) hands partial results to frame(...) as they come (drawn live)
 
 
 SPECS = {
@@ -55,10 +69,9 @@ SPECS = {
                      lambda axes, rs: P.accuracy_curves(rs, axes[0])),
     "10-dataset-shift": Spec({"noise": NOISE, "depth": [2, 4, 8], "width": WIDTHS},
                              lambda axes, rs: P.accuracy_curves(rs, axes[0], ("train_acc", "test_acc", "shift_acc"))),
-    "11-masc": Spec({"noise": NOISE, "depth": [2, 4, 6], "width": [128, 256, 512]},
-                    lambda axes, tabs, layer: P.probe_bars(tabs[0], axes[0], highlight=layer),
+    "11-masc": Spec({"noise": NOISE, "depth": [2, 4, 6], "width": [128, 256, 512]}, _masc_frame,
                     {"width": 7.5, "height": 3.6}, views={"layer": ["hidden1", "hidden2", "hidden3", "hidden4", "input"]},
-                    load=_probe_table),
+                    load=_probe_stages, stream=True),
 }
 
 
@@ -69,4 +82,4 @@ def live_explorer(chapter: str, base: RunConfig):
     if chapter not in SPECS:
         raise ValueError(f"chapter={chapter!r} is not allowed: one of {', '.join(SPECS)}")
     s = SPECS[chapter]
-    return Explorer(base, s.controls, s.draw, views=s.views, load=s.load, **s.size)
+    return Explorer(base, s.controls, s.draw, views=s.views, load=s.load, stream=s.stream, **s.size)

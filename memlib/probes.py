@@ -13,6 +13,7 @@ import json
 import math
 from numbers import Real
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -393,19 +394,26 @@ def accuracy(pred, labels) -> float:
     return float(np.mean(np.asarray(pred) == np.asarray(labels)))
 
 
-def probe_layers(res: RunResult, layers=None, variance: float = 0.99) -> dict[str, dict[str, float]]:
+def probe_layers(res: RunResult, layers=None, variance: float = 0.99, validation: bool = True,
+                 on_layer: Callable[[dict], None] | None = None, n_test: int | None = None) -> dict[str, dict[str, float]]:
     """{layer: {masc_corrupted, masc_true, ncm, linear}} true-label test accuracies, layers in network order.
 
     Every probe is fitted on the run's training subset: MASC with the labels it was trained on
     (masc_corrupted) and with the true labels (masc_true); nearest class mean and the linear probe with
     the labels it was trained on. All are scored on the full test split against the true labels, and (keys ending in
-    '_val') on the first VAL_SELECT validation images, which is where a best layer is chosen.
+    '_val') on the first VAL_SELECT validation images, which is where a best layer is chosen (validation=False skips
+    them: the live explorer only draws). on_layer(table so far) is called after each layer. n_test scores on the first
+    n_test test images only (None: all 10,000; the live explorer's scale).
     """
     names = check_layers(res, layers)
     variance = check_variance(variance)
     x_tr, noisy, true = train_set(res)
     x_te, y_te = test_set(inputs=res.config.inputs)
-    x_va, y_va = val_set(inputs=res.config.inputs)
+    if n_test is not None:
+        if not _is_int(n_test) or not 1 <= n_test <= len(y_te):
+            raise ValueError(f"n_test={n_test!r} is not allowed: None or an integer in [1, {len(y_te)}]")
+        x_te, y_te = x_te[:n_test], y_te[:n_test]
+    x_va, y_va = val_set(inputs=res.config.inputs, n=VAL_SELECT if validation else 1)
     tr, te, va = activations(res, x_tr, names), activations(res, x_te, names), activations(res, x_va, names)
     out = {}
     for name in names:
@@ -414,8 +422,11 @@ def probe_layers(res: RunResult, layers=None, variance: float = 0.99) -> dict[st
                   "ncm": NearestClassMean().fit(a, noisy, N_CLASSES),
                   "linear": LinearProbe(seed=res.config.seed).fit(a, noisy, N_CLASSES)}
         out[name] = {k: accuracy(f.predict(te[name]), y_te) for k, f in fitted.items()}  # [10000] test images
-        out[name].update({f"{k}_val": accuracy(f.predict(va[name]), y_va) for k, f in fitted.items()})
+        if validation:
+            out[name].update({f"{k}_val": accuracy(f.predict(va[name]), y_va) for k, f in fitted.items()})
         del tr[name], te[name], va[name]
+        if on_layer is not None:
+            on_layer(dict(out))
     return out
 
 
@@ -440,19 +451,26 @@ def _probes_version() -> str:
     return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:10]
 
 
-def probe_run(cfg: RunConfig, variance: float = 0.99) -> tuple[RunResult, dict]:
-    """The run for cfg (through the cache) and its probe_layers table plus the model's test accuracy, cached beside it."""
+def probe_run(cfg: RunConfig, variance: float = 0.99, validation: bool = True, on_epoch=None,
+              on_layer: Callable[[dict], None] | None = None, n_test: int | None = None) -> tuple[RunResult, dict]:
+    """The run for cfg (through the cache) and its probe_layers table plus the model's test accuracy, cached beside it.
+
+    on_epoch goes to the training (cache.run); on_layer(partial table) is called as each layer's probes are done.
+    """
     from .cache import run, run_path
 
     variance = check_variance(variance)
-    res = run(cfg)
-    path = run_path(cfg).with_name(run_path(cfg).stem + f".probes-{variance:g}-{_probes_version()}.json")
+    res = run(cfg, on_epoch=on_epoch)
+    tag = ("" if validation else "-noval") + ("" if n_test is None else f"-test{n_test}")
+    path = run_path(cfg).with_name(run_path(cfg).stem + f".probes-{variance:g}{tag}-{_probes_version()}.json")
     if path.exists():
         try:
             return res, json.loads(path.read_text())
         except ValueError:
             path.unlink(missing_ok=True)
-    table = {"model_test_acc": model_test_acc(res), "layers": probe_layers(res, variance=variance)}
+    table = {"model_test_acc": model_test_acc(res), "layers": {}}
+    report = None if on_layer is None else (lambda layers: on_layer({**table, "layers": layers}))
+    table["layers"] = probe_layers(res, variance=variance, validation=validation, on_layer=report, n_test=n_test)
     D.atomic_write(path, lambda f: f.write(json.dumps(table).encode()))
     return res, table
 

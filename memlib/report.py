@@ -126,6 +126,17 @@ def relabel_table(rows: list[tuple]) -> Table:
                  ("seed", "MASC layer", "labels wrong after relabeling", "labels wrong before", "test acc before", "test acc after"))
 
 
+def masc_protocol_note(cfg: RunConfig) -> str:
+    """Chapter 11's setup row: whether this mode runs the MASC paper's protocol, and what differs if not."""
+    from .modes import PAPER_PROTOCOL
+
+    paper = cfg.replace(**PAPER_PROTOCOL)
+    if cfg.key_dict() | {"n_train": 0, "epochs": 0} == paper.key_dict() | {"n_train": 0, "epochs": 0}:
+        return "the paper's: 784-128-512-2048-2048-10, torch init, SGD + momentum 0.9 at lr 0.001, pixels in [-1, 1]"
+    return ("not the paper's: a uniform network with Adam, as in the first edition, because the paper's network, optimizer "
+            "and 99.9 % stopping rule take minutes per run on this CPU (see memlib.modes); the full mode runs the paper's")
+
+
 def masc_layer_table(tables: dict) -> Table:
     """Per corruption p: the network, MASC on the input and on each hidden layer, and the best hidden layer (chosen on
     validation) minus the input, each as mean [min, max] over seeds."""

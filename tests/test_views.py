@@ -184,3 +184,31 @@ def test_explorer_trains_in_the_background_with_live_frames_and_cancels_stale_ru
     live = [e for p, e in frames if p == 0.6]
     assert live == [1, 2, 3, 4, 5, 6]  # epoch by epoch from the first, then the finished run
     assert is_cached(dataclasses.replace(base, noise=0.6)) and not is_cached(dataclasses.replace(base, noise=0.2))
+
+
+def test_streaming_explorer_draws_training_then_probes_layer_by_layer(memlib_cache, monkeypatch):
+    """Chapter 11's explorer: training curves while the run trains, then the probe bars as each layer's probes are done."""
+    import time
+
+    import memlib.widgets as Wd
+    from memlib.config import RunConfig
+    from memlib.explorers import SPECS, live_explorer
+    from memlib.train import RunResult
+
+    monkeypatch.setattr(Wd, "FRAME_INTERVAL", 0.0)  # every partial result drawn
+    base = RunConfig(n_train=256, epochs=3, depth=2, width=16, probe_size=40, eval_size=100, batch_size=64,
+                     noise_kind="uniform", rep_epochs="none")
+    seen = []
+    spec = SPECS["11-masc"]
+    monkeypatch.setitem(SPECS, "11-masc", dataclasses.replace(
+        spec, controls={"noise": [0.0, 0.6], "depth": [2], "width": [16]},
+        draw=lambda axes, objs, layer: (seen.append(objs[0]), spec.draw(axes, objs, layer))))
+    ex = live_explorer("11-masc", base)
+    seen.clear()
+    ex.sliders["noise"].value = 0.6
+    deadline = time.perf_counter() + 120
+    while "done" not in ex.timings and time.perf_counter() < deadline:
+        time.sleep(0.02)
+    kinds = ["run" if isinstance(o, RunResult) else len(o["layers"]) for o in seen]
+    assert kinds == ["run", "run", 1, 2, 3, 3]  # epochs 1 and 2 live, then input, hidden1, hidden2, the finished table
+    assert ex.timings["first_frame"] <= ex.timings["done"]

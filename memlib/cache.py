@@ -32,6 +32,17 @@ def code_version() -> str:
     return h.hexdigest()[:12]
 
 
+RUN_LOG_ENV = "MEMLIB_RUN_LOG"  # when set: a file that gets one JSON line per run trained (and probe table computed)
+
+
+def log_event(kind: str, seconds: float, **fields) -> None:
+    """Append {kind, seconds, ...} to $MEMLIB_RUN_LOG (the book build sets it per chapter; bench/book.py reads it)."""
+    path = os.environ.get(RUN_LOG_ENV)
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps({"kind": kind, "seconds": round(seconds, 4), **fields}) + "\n")
+
+
 def run_path(cfg: RunConfig, labels: np.ndarray | None = None, threads: int | None = None) -> Path:
     """Where the cached run for cfg (trained on `labels` when given) lives.
 
@@ -111,6 +122,7 @@ def run(cfg: RunConfig, *, cache: bool = True, source: str | None = None, labels
                 return got
         res = train(cfg, labels=labels, on_epoch=on_epoch)
         save(res, path)
+        log_event("train", res.seconds, eval_seconds=res.meta.get("eval_seconds", 0.0), key=path.name)
     return res
 
 

@@ -11,6 +11,7 @@ import functools
 import hashlib
 import json
 import math
+import time
 from numbers import Real
 from pathlib import Path
 from typing import Callable
@@ -468,10 +469,14 @@ def probe_run(cfg: RunConfig, variance: float = 0.99, validation: bool = True, o
             return res, json.loads(path.read_text())
         except ValueError:
             path.unlink(missing_ok=True)
+    t0 = time.perf_counter()
     table = {"model_test_acc": model_test_acc(res), "layers": {}}
     report = None if on_layer is None else (lambda layers: on_layer({**table, "layers": layers}))
     table["layers"] = probe_layers(res, variance=variance, validation=validation, on_layer=report, n_test=n_test)
     D.atomic_write(path, lambda f: f.write(json.dumps(table).encode()))
+    from .cache import log_event
+
+    log_event("probe", time.perf_counter() - t0, key=path.name)
     return res, table
 
 

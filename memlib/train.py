@@ -288,6 +288,7 @@ class Recorder:
         self.reps = {f"hidden{j}": np.empty((len(self.rep_at), cfg.probe_size, cfg.hidden_widths[j - 1]), np.float16)
                      for j in self.keep}
         self.done = cfg.epochs  # epochs trained: fewer when stop_at ends the run early
+        self.eval_seconds = 0.0  # wall time spent in checkpoint() (held-out evaluation, representations)
         self.seen = steps_per_epoch(cfg) * cfg.batch_size  # examples trained on per epoch
         # the training loop fills this: [seen] the epoch's predictions in the order the examples came
         # (row b * batch_size + i: batch b, row i)
@@ -315,6 +316,7 @@ class Recorder:
         the mini-batch losses.
         """
         p = self.p
+        t0 = time.perf_counter()
         self.model.eval()
         if epoch == 0:
             self.hist[0, :N_FIT] = _evaluate_fit(self.fwd, p.x, p.y, self.y_true, self.changed)
@@ -329,6 +331,7 @@ class Recorder:
         if epoch in self.rep_at and self.keep:
             self.record_reps(self.rep_at.index(epoch))
         self.model.train()
+        self.eval_seconds += time.perf_counter() - t0
 
     def stops_early(self, epoch: int) -> bool:
         """After checkpoint(epoch): True when stop_at ends training here, before the last epoch."""
@@ -369,6 +372,7 @@ class Recorder:
             weights={k: np.array(v.detach().cpu().numpy()) for k, v in self.model.state_dict().items()},  # copies
             seconds=seconds,
             meta={"device": str(self.device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+                  "eval_seconds": round(self.eval_seconds, 4),
                   **({"source": self.source} if self.source else {}), **(meta or {})},
         )
 

@@ -62,6 +62,7 @@ import vendor_assets  # noqa: E402
 MODES = ("quick", "standard", "full")
 EXEC_FORMAT = 1  # bump to re-execute every chapter after a change in how chapters are executed
 KERNEL = "python3"
+RUN_LOG_ENV = "MEMLIB_RUN_LOG"  # = memlib.cache.RUN_LOG_ENV: where a chapter's kernel logs what it trained (bench/book.py)
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS")
 # Page directories get the widget icon fonts the embed manager requests relative to each page: the
@@ -279,6 +280,8 @@ def execute_chapters(todo: list[Path], paths: dict, mode: str, memlib: str, jobs
         final = paths["exec_chapters"] / nb.name
         stamp = paths["exec_chapters"] / f"{name}.stamp.json"
         log = paths["logs"] / f"{name}.log"
+        runlog = paths["logs"] / f"{name}.runs.jsonl"  # memlib appends one line per run trained or probed
+        runlog.unlink(missing_ok=True)
         tmpdir = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=paths["exec"]))
         tmp_nb = tmpdir / nb.name  # same folder tree as the final copy: os.replace is atomic
         result_path = tmpdir / "result.json"
@@ -290,7 +293,8 @@ def execute_chapters(todo: list[Path], paths: dict, mode: str, memlib: str, jobs
                     [sys.executable, str(Path(__file__).resolve()), "--_execute-one", str(nb), str(tmp_nb),
                      "--mode", mode, "--_cwd", str(paths["exec_chapters"]), "--_result", str(result_path),
                      *(["--cell-timeout", str(cell_timeout)] if cell_timeout else [])],
-                    stdout=logf, stderr=subprocess.STDOUT, env=env, cwd=str(paths["exec_chapters"]))
+                    stdout=logf, stderr=subprocess.STDOUT, env={**env, RUN_LOG_ENV: str(runlog)},
+                    cwd=str(paths["exec_chapters"]))
                 running[name] = proc
                 proc.wait()
                 running.pop(name, None)

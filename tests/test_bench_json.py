@@ -28,6 +28,7 @@ CASES = {
                      "breakdown", "config"} | DESCRIBE),
     "explorers.py": (["--tiny", "--mode", "quick", "--moves", "1", "--chapters", "01-gradient-statistics"],
                      {"mode", "targets", "chapters", "worst", "targets_met", "sweep_speedup", "sweep_speedup_note"}),
+    "book.py": (["--mode", "quick"], {"mode", "source", "chapters", "kernel_s", "train_s", "eval_s", "probe_s", "shares"}),
 }
 
 pytestmark = pytest.mark.slow  # about 25 s in all: two subprocesses that import torch and train small networks
@@ -78,3 +79,26 @@ def test_explorers_json(rotated, fresh_cache):
     assert set(out["worst"]) == set(out["targets_met"]) == set(out["targets"])
     # memlib.batched (what bench/sweeps.py measured) is gone: the key stays, null, with the reason beside it
     assert out["sweep_speedup"] is None and "removed" in out["sweep_speedup_note"]
+
+
+def test_book_json_reads_a_build(tmp_path):
+    """bench/book.py on a made-up build: per-chapter kernel time split into training, evaluation, probing and the rest;
+    a line cut off by a killed build is skipped; a mode never built is one clear error line with exit status 2."""
+    exe = tmp_path / "executed"
+    (exe / "quick" / "logs").mkdir(parents=True)
+    (exe / "quick" / "timings.json").write_text(json.dumps({"mode": "quick", "chapters": {"01-a": 10.0, "02-b": 4.0}}))
+    log = [{"kind": "train", "seconds": 5.0, "eval_seconds": 2.0}, {"kind": "probe", "seconds": 1.5}]
+    (exe / "quick" / "logs" / "01-a.runs.jsonl").write_text("\n".join(map(json.dumps, log)) + '\n{"kind": "tr')
+    args, keys = CASES["book.py"]
+    proc = subprocess.run([sys.executable, str(BENCH / "book.py"), "--json", *args, "--executed", str(exe)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert keys <= set(out)
+    a, b = out["chapters"]["01-a"], out["chapters"]["02-b"]
+    assert (a["train_s"], a["eval_s"], a["probe_s"], a["other_s"], a["runs_trained"]) == (3.0, 2.0, 1.5, 3.5, 1)
+    assert a["shares"] == {"train": 0.3, "eval": 0.2, "probe": 0.15} and b["other_s"] == 4.0 and b["runs_trained"] == 0
+    assert out["kernel_s"] == 14.0 and out["train_s"] == 3.0
+    bad = subprocess.run([sys.executable, str(BENCH / "book.py"), "--mode", "full", "--executed", str(exe)],
+                         capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and bad.stderr.startswith("error: ")

@@ -277,3 +277,17 @@ def test_runs_on_another_mnist_copy_are_not_cached(fresh_cache, monkeypatch, tmp
     cfg = tiny(seed=99)
     assert C.run(cfg) == "trained" and calls == [cfg]
     assert not C.run_path(cfg).exists()
+
+
+def test_trained_runs_are_logged_for_the_book_benchmark(fresh_cache, monkeypatch, tmp_path):
+    """With $MEMLIB_RUN_LOG set, run() appends one line per run it trains (none for a cached one)."""
+    import json
+
+    log = tmp_path / "runs.jsonl"
+    monkeypatch.setenv(C.RUN_LOG_ENV, str(log))
+    cfg = tiny(seed=77)
+    res = C.run(cfg)
+    C.run(cfg)  # cached: nothing logged
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    assert len(lines) == 1 and lines[0]["kind"] == "train"
+    assert 0 < lines[0]["eval_seconds"] <= lines[0]["seconds"] and res.meta["eval_seconds"] > 0

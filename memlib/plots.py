@@ -68,10 +68,92 @@ def label(kind: str, value) -> str:
     return LABELS[kind](value) if kind in LABELS else f"{kind} {value}"
 
 
+# ---------------------------------------------------------------- alt text
+
+
+def _clean(text: str) -> str:
+    return " ".join(str(text).replace("$", "").split())
+
+
+def _axis_text(axis_label: str, scale: str) -> str:
+    out = _clean(axis_label) or "unlabelled"
+    return out + (" (log scale)" if scale == "log" else "")
+
+
+def _panel_alt(ax) -> str:
+    """One Axes in words: title, axes (with their scales), legend entries (the conditions drawn)."""
+    parts = []
+    title = " ".join(t for t in (_clean(ax.get_title(loc)) for loc in ("left", "center", "right")) if t)
+    if title:
+        parts.append(title)
+    if ax.images and not ax.lines and not ax.collections:
+        parts.append("an image")
+    else:
+        parts.append(f"x axis: {_axis_text(ax.get_xlabel(), ax.get_xscale())}")
+        parts.append(f"y axis: {_axis_text(ax.get_ylabel(), ax.get_yscale())}")
+        if hasattr(ax, "get_zlabel"):
+            parts.append(f"z axis: {_axis_text(ax.get_zlabel(), 'linear')}")
+    legend = ax.get_legend()
+    entries = [_clean(t.get_text()) for t in legend.get_texts()] if legend is not None else []
+    if not entries:
+        entries = [_clean(lab) for lab in ax.get_legend_handles_labels()[1] if not lab.startswith("_")]
+    entries = [e for e in entries if e]
+    if entries:
+        parts.append("shown: " + ", ".join(entries))
+    return "; ".join(parts)
+
+
+def alt_text(fig) -> str:
+    """What a figure plots, in words, from the figure itself: per panel its title (which states the seeds), the x and
+    y labels (and log scales), and the legend entries (the conditions); the figure's own title first."""
+    panels = [ax for ax in fig.axes if ax.get_visible() and ax.axison and (ax.has_data() or ax.get_title())]
+    texts = [_panel_alt(ax) for ax in panels]
+    head = _clean(fig._suptitle.get_text()) if getattr(fig, "_suptitle", None) is not None else ""
+    if len(texts) == 1:
+        body = f"Figure: {texts[0]}."
+    elif texts:
+        body = f"Figure with {len(texts)} panels. " + " ".join(f"Panel {i}: {t}." for i, t in enumerate(texts, 1))
+    else:
+        body = "Figure."
+    return f"{head}. {body}" if head else body
+
+
+class BookFigure(Figure):
+    """A matplotlib Figure that, shown in a notebook, brings its alt text: the image/png output's metadata carries
+    {"alt": alt_text(fig)}, which the book's Sphinx extension memlib.sphinx_alt writes into the page's <img>.
+    Drawing is exactly Figure's; only the notebook display differs."""
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        import base64
+        import io
+
+        data = {"text/plain": repr(self)}
+        if not _inline_png(self):  # with `%matplotlib inline`, its own PNG formatter draws the image as before
+            buf = io.BytesIO()
+            self.savefig(buf, format="png", bbox_inches="tight")
+            data["image/png"] = base64.b64encode(buf.getvalue()).decode("ascii")
+        return data, {"image/png": {"alt": alt_text(self)}}
+
+
+def _inline_png(fig) -> bool:
+    try:
+        from IPython import get_ipython
+
+        ip = get_ipython()
+        if ip is None:
+            return False
+        ip.display_formatter.formatters["image/png"].lookup(fig)
+        return True
+    except Exception:  # noqa: BLE001 - no IPython, or no PNG formatter registered for figures
+        return False
+
+
 def figure(ncols: int = 1, nrows: int = 1, width: float = 4.2, height: float = 3.2, **kw):
-    """A new styled Figure (not registered with pyplot) and its axes array."""
+    """A new styled Figure (not registered with pyplot) and its axes array.
+
+    The Figure is a BookFigure: shown in a notebook it carries its alt text (alt_text) with its PNG."""
     with matplotlib.rc_context(STYLE):
-        fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
+        fig = BookFigure(figsize=(width * ncols, height * nrows), layout="constrained")
         axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
     return fig, axes.ravel()
 

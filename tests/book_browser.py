@@ -115,6 +115,10 @@ class PageReport:
     images: int = 0
     explorers: int = 0  # static explorers whose every slider was moved
     explorer_problems: list[str] = field(default_factory=list)
+    images_without_alt: list[str] = field(default_factory=list)
+    cut_off: list[str] = field(default_factory=list)  # code/output areas that need a horizontal scroll
+    links: int = 0  # static explorers opened from a link carrying a setting
+    link_problems: list[str] = field(default_factory=list)
     screenshot: str | None = None
 
     def problems(self) -> list[str]:
@@ -126,7 +130,10 @@ class PageReport:
                              ("images that did not load", self.broken_images),
                              ("widget areas not rendered", self.widget_problems),
                              ("math not typeset", self.math_problems),
-                             ("static explorers that did not change their figure", self.explorer_problems)]:
+                             ("static explorers that did not change their figure", self.explorer_problems),
+                             ("images without alt text saying what they show", self.images_without_alt),
+                             (f"code or output areas cut off at {VIEWPORT['width']} px (horizontal scroll)", self.cut_off),
+                             ("links that carry an explorer's setting but did not reproduce it", self.link_problems)]:
             if items:
                 out.append(f"{label} ({len(items)}):\n" + "\n".join(f"    {i}" for i in items[:15]))
         return out
@@ -164,6 +171,36 @@ IMAGES_CHECK_JS = """() => {
   return {count: imgs.length,
           broken: imgs.filter(img => !(img.complete && img.naturalWidth > 0))
                       .map(img => (img.currentSrc || img.src || '(no src)').slice(0, 200))};
+}"""
+
+EXPLORERS_READY_JS = """() => document.querySelectorAll('.memlib-static-explorer:not([data-memlib-ready="1"])').length === 0"""
+
+# An alt that is missing, empty, or just the file's name (Sphinx's default when none is given) says nothing.
+ALT_CHECK_JS = """() => [...document.images].filter(img => {
+    const alt = (img.getAttribute('alt') || '').trim();
+    const file = (img.getAttribute('src') || '').split('/').pop();
+    return !alt || alt === img.getAttribute('src') || alt.split('/').pop() === file || /\\.(png|jpe?g|svg|gif)$/i.test(alt);
+  }).map(img => {
+    const where = img.closest('.cell_output') ? 'chapter figure' : img.closest('.jupyter-widgets') ? 'widget image'
+                : img.closest('.navbar-brand, .logo') ? 'logo' : 'image';
+    return `${where}: ${(img.getAttribute('src') || '(no src)').slice(0, 90)} alt=${JSON.stringify(img.getAttribute('alt'))}`;
+  })"""
+
+# Code and output areas must fit the text width: nothing that needs a horizontal scroll bar.
+CUT_OFF_JS = """() => {
+  const sel = 'div.highlight pre, .cell_output pre, .cell_output table, .cell_output .output';
+  const out = [];
+  document.querySelectorAll(sel).forEach(el => {
+    if (!el.clientWidth) return;  // hidden (a closed dropdown)
+    const box = el.tagName === 'TABLE' ? el.parentElement : el;
+    const over = el.tagName === 'TABLE' ? el.getBoundingClientRect().width - box.clientWidth : el.scrollWidth - el.clientWidth;
+    if (over > 1) {
+      const line = (el.innerText || '').split('\\n').reduce((a, b) => b.length > a.length ? b : a, '');
+      out.push(`${el.tagName.toLowerCase()}.${[...el.classList].join('.') || box.className.split(' ')[0]}: ` +
+               `${Math.round(over)} px too wide; longest line ${line.length} chars: ${line.slice(0, 70)}`);
+    }
+  });
+  return out;
 }"""
 
 MATH_COUNT_JS = """() => document.querySelectorAll('.math, div.math, span.math').length"""
@@ -231,7 +268,13 @@ def check_page(context, html: Path, page: str, screenshot_dir: Path | None, time
         except Exception:  # noqa: BLE001 - reported below as broken images
             pass
         tab.evaluate("() => document.fonts.ready.then(() => true)")
+        try:  # scripts/assets/memlib/explorer-links.js sets up every static explorer (alt text, URL)
+            tab.wait_for_function(EXPLORERS_READY_JS, timeout=10_000)
+        except Exception:  # noqa: BLE001 - reported through the alt and link checks
+            pass
         tab.wait_for_timeout(300)  # late requests (fonts, widget assets) get reported
+        rep.images_without_alt = tab.evaluate(ALT_CHECK_JS)
+        rep.cut_off = tab.evaluate(CUT_OFF_JS)
         w = tab.evaluate(WIDGETS_CHECK_JS)
         rep.widgets, rep.widget_problems = w["count"], w["problems"]
         im = tab.evaluate(IMAGES_CHECK_JS)
@@ -242,6 +285,8 @@ def check_page(context, html: Path, page: str, screenshot_dir: Path | None, time
             tab.screenshot(path=str(shot), full_page=True)
             rep.screenshot = str(shot)
         rep.explorers, rep.explorer_problems = move_static_explorers(tab)  # after the screenshot: it shows the defaults
+        if rep.explorers:
+            rep.links, rep.link_problems = open_explorer_links(context, html, page, tab, timeout_ms)
     finally:
         tab.close()
     return rep
@@ -273,6 +318,70 @@ def move_static_explorers(tab) -> tuple[int, list[str]]:
                 problems.append(f"static explorer {i}, slider {j}: the image did not change after ArrowRight")
         moved += 1
     return moved, problems
+
+
+EXPLORER_STATE_JS = """(box) => {
+  const meta = JSON.parse(box.querySelector('.memlib-explorer-meta').getAttribute('data-meta'));
+  const img = [...box.querySelectorAll('img')].find(i => i.offsetParent !== null);
+  const m = img ? /memlib-grid-(\\d+)/.exec(img.className) : null;
+  return {key: box.getAttribute('data-memlib-key'), meta, shown: m ? +m[1] : null, alt: img ? img.getAttribute('alt') : null,
+          index: [...box.querySelectorAll('.noUi-handle')].map(h => Math.round(+h.getAttribute('aria-valuenow'))),
+          hash: location.hash, button: !!box.querySelector('.memlib-copy-link button')};
+}"""
+
+
+def _flat(meta: dict, index: list[int]) -> int:
+    k = 0
+    for c, i in zip(meta["controls"], index):
+        k = k * len(c["values"]) + i
+    return k
+
+
+def open_explorer_links(context, html: Path, page: str, tab, timeout_ms: int) -> tuple[int, list[str]]:
+    """Per static explorer: move its sliders by hand (End) in the open tab, check the URL now carries that setting,
+    then open that URL in a fresh tab and check the explorer shows the same image (its grid class), its sliders
+    stand at those values and the image's alt names them."""
+    problems, opened = [], 0
+    for i, box in enumerate(tab.query_selector_all(".memlib-static-explorer"), start=1):
+        for handle in box.query_selector_all(".noUi-handle"):
+            handle.focus()
+            handle.press("End")
+        tab.wait_for_timeout(200)
+        by_hand = box.evaluate(EXPLORER_STATE_JS)
+        meta, key = by_hand["meta"], by_hand["key"]
+        want = {f"{key}-{c['name']}": c["values"][j] for c, j in zip(meta["controls"], by_hand["index"])}
+        hash_ = by_hand["hash"].lstrip("#")
+        missing = [f"{k}={v}" for k, v in want.items() if f"{k}={v}" not in hash_.split("&")]
+        if missing:
+            problems.append(f"explorer {i} ({key}): after moving the sliders by hand the URL is #{hash_}, "
+                            f"without {', '.join(missing)}")
+        if not by_hand["button"]:
+            problems.append(f"explorer {i} ({key}): no 'Copy link to this view' button")
+        if by_hand["shown"] != _flat(meta, by_hand["index"]):
+            problems.append(f"explorer {i} ({key}): sliders at {by_hand['index']} show image {by_hand['shown']}")
+        link = (html / page).resolve().as_uri() + "#" + "&".join(f"{k}={v}" for k, v in want.items())
+        fresh = context.new_page()
+        fresh.set_default_timeout(timeout_ms)
+        fresh.route("**/*", lambda r: r.continue_() if r.request.url.startswith(LOCAL_SCHEMES)
+                    else r.abort("internetdisconnected"))
+        try:
+            fresh.goto(link, wait_until="load")
+            fresh.wait_for_function(EXPLORERS_READY_JS, timeout=timeout_ms)
+            fresh.wait_for_timeout(200)
+            other = fresh.query_selector_all(".memlib-static-explorer")[i - 1].evaluate(EXPLORER_STATE_JS)
+        except Exception as e:  # noqa: BLE001 - reported
+            problems.append(f"explorer {i} ({key}): {link} did not set up: {str(e)[:200]}")
+            continue
+        finally:
+            fresh.close()
+        opened += 1
+        if other["shown"] != by_hand["shown"] or other["index"] != by_hand["index"]:
+            problems.append(f"explorer {i} ({key}): {link} shows image {other['shown']} (sliders {other['index']}); "
+                            f"moving the sliders there by hand shows image {by_hand['shown']} (sliders {by_hand['index']})")
+        labels = [c["labels"][j] for c, j in zip(meta["controls"], by_hand["index"])]
+        if not other["alt"] or not all(lab in other["alt"] for lab in labels):
+            problems.append(f"explorer {i} ({key}): the image's alt {other['alt']!r} does not name the setting {labels}")
+    return opened, problems
 
 
 class Browser:
@@ -327,7 +436,8 @@ def main(argv=None) -> int:
             rep = b.check(args.html, page, shots)
             probs = rep.problems()
             bad += bool(probs)
-            print(f"{'FAIL' if probs else 'ok  '} {page}: {rep.widgets} widgets ({rep.explorers} static explorers moved), {rep.math} math, "
+            print(f"{'FAIL' if probs else 'ok  '} {page}: {rep.widgets} widgets ({rep.explorers} static explorers moved, "
+                  f"{rep.links} opened from a link), {rep.math} math, "
                   f"{rep.images} images -> {rep.screenshot}")
             for p in probs:
                 print("  " + p)

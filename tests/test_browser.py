@@ -6,7 +6,10 @@ Set BOOK_HTML=<folder> to check another built book (e.g. BOOK_HTML=_build/html f
 Per page (one test each): no request leaves file:// (each one is blocked and counted), no request
 fails, no console error (except sphinx-book-theme's known "Got invalid theme mode"), no uncaught
 JavaScript error, every <img> loaded, every saved widget rendered with a non-zero size, all math
-typeset by the local MathJax. A full-page screenshot of each page goes to <html>/../screenshots/.
+typeset by the local MathJax, every <img> with an alt that says what it shows (not its file name), no code
+or output area that needs a horizontal scroll at 1280 px, and every static explorer opened from a link that
+carries its setting (#NN-control=value) showing the image that moving its sliders there by hand shows. A
+full-page screenshot of each page goes to <html>/../screenshots/ (a dark-mode one to screenshots/dark/).
 """
 from __future__ import annotations
 
@@ -99,3 +102,34 @@ def test_missing_chromium_fails_clearly(monkeypatch):
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with pytest.raises(bb.BrowserUnavailable, match=r"apt-get install -y chromium"):
         bb.ensure_chromium()
+
+
+DARK_PAGE = "chapters/06-memorization.html"
+
+
+def test_figures_stay_legible_in_dark_mode(browser):
+    """The theme's dark mode (localStorage 'theme' = 'dark'): every figure image sits on a white card
+    (scripts/assets/memlib/book.css). A full-page screenshot goes to <screenshots>/dark/."""
+    if not (HTML / DARK_PAGE).is_file():
+        pytest.fail(MISSING, pytrace=False)
+    context = browser.browser.new_context(viewport=bb.VIEWPORT, service_workers="block")
+    context.add_init_script("try { localStorage.setItem('theme', 'dark'); localStorage.setItem('mode', 'dark'); } catch (e) {}")
+    tab = context.new_page()
+    try:
+        tab.route("**/*", lambda r: r.continue_() if r.request.url.startswith(bb.LOCAL_SCHEMES)
+                  else r.abort("internetdisconnected"))
+        tab.goto((HTML / DARK_PAGE).as_uri(), wait_until="load")
+        tab.wait_for_function(bb.WIDGETS_DONE_JS, timeout=30_000)
+        tab.wait_for_function(bb.EXPLORERS_READY_JS, timeout=10_000)
+        tab.wait_for_timeout(300)
+        theme = tab.evaluate("() => document.documentElement.dataset.theme")
+        backgrounds = tab.evaluate("""() => [...document.querySelectorAll('.cell_output img, img.widget-image')]
+            .filter(i => i.offsetParent !== null).map(i => getComputedStyle(i).backgroundColor)""")
+        shot = SCREENSHOTS / "dark" / bb.screenshot_name(DARK_PAGE)
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        tab.screenshot(path=str(shot), full_page=True)
+    finally:
+        context.close()
+    assert theme == "dark", f"the page did not switch to dark mode (data-theme={theme!r}); screenshot {shot}"
+    assert backgrounds and all(b == "rgb(255, 255, 255)" for b in backgrounds), \
+        f"figure images without a white card in dark mode: {backgrounds}; screenshot {shot}"

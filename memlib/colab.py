@@ -14,8 +14,13 @@ before the first `import memlib`. `install_cell(repo_url)` returns that cell's s
   with numpy 2), and first whatever of torch, torchvision, matplotlib and tqdm is missing (Colab
   has them all).
 
-`ensure_installed(repo_url)` runs the same text, for scripts and tests. The cell is not inserted into
-the chapters here: see the README and the instructors' page.
+`ensure_installed(repo_url)` runs the same text, for scripts and tests. Every chapter carries the cell
+right after its `parameters` cell (papermill's injected parameters come between the two), tagged
+`remove-input`: the book does not show it, and inside the repository it prints nothing, so nbval
+compares an empty output. Its URL is `repository.url` from _config.yml, or, while that is unset,
+PLACEHOLDER_URL (the cell then stops with a message saying to set it, where it would install).
+`python -m memlib.colab chapters/*.ipynb` inserts or updates the cell (idempotent);
+`add_install_cell(nb, repo_url)` does it on one notebook's JSON.
 
 **The book's launch buttons** (a Sphinx extension, listed in _config.yml). Jupyter Book 1 derives
 Binder, JupyterHub (nbgitpuller) and Colab links from `repository.url` plus `launch_buttons`; with
@@ -44,6 +49,8 @@ if importlib.util.find_spec("memlib") is None:
     if checkout is not None:  # a clone of the repository, or a folder nbgitpuller filled
         sys.path.insert(0, str(checkout))
     else:
+        if "<" in REPO_URL:
+            raise SystemExit("REPO_URL above is a placeholder: set it to the book's repository (https://github.com/...)")
         missing = [m for m in ("torch", "torchvision", "matplotlib", "tqdm") if importlib.util.find_spec(m) is None]
         if missing:
             subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing], check=True)
@@ -51,6 +58,10 @@ if importlib.util.find_spec("memlib") is None:
                         "git+" + REPO_URL], check=True)
         importlib.invalidate_caches()
 '''
+
+
+PLACEHOLDER_URL = "https://github.com/<org>/<repo>"
+INSTALL_TAGS = ["remove-input", "memlib-install"]
 
 
 def install_cell(repo_url: str) -> str:
@@ -65,6 +76,62 @@ def ensure_installed(repo_url: str, namespace: dict | None = None) -> dict:
     ns = {} if namespace is None else namespace
     exec(compile(install_cell(repo_url), "<memlib install cell>", "exec"), ns)  # noqa: S102 - our own text
     return ns
+
+
+def add_install_cell(nb: dict, repo_url: str) -> bool:
+    """Put the install cell right after nb's `parameters` cell (nbformat JSON as a dict), or update the one there;
+    True if nb changed. The cell is tagged remove-input and memlib-install."""
+    cells = nb["cells"]
+    params = [i for i, c in enumerate(cells) if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(params) != 1:
+        raise ValueError(f"expected exactly one cell tagged `parameters`, found {len(params)}")
+    source = install_cell(repo_url)
+    lines = source.splitlines(keepends=True)
+    want = {"cell_type": "code", "execution_count": None, "metadata": {"tags": list(INSTALL_TAGS)},
+            "outputs": [], "source": lines}
+    have = [i for i, c in enumerate(cells) if "memlib-install" in c.get("metadata", {}).get("tags", [])]
+    where = params[0] + 1
+    if have == [where] and "".join(cells[where]["source"]) == source \
+            and cells[where]["metadata"].get("tags") == INSTALL_TAGS:
+        return False
+    for i in reversed(have):
+        del cells[i]
+    if nb.get("nbformat", 4) >= 4 and nb.get("nbformat_minor", 0) >= 5:
+        want["id"] = "memlib-install"
+    cells.insert(params[0] + 1, want)
+    return True
+
+
+def configured_repo_url(config_path=None) -> str:
+    """repository.url from the book's _config.yml, or PLACEHOLDER_URL while it is unset."""
+    import pathlib
+
+    import yaml
+
+    path = pathlib.Path(config_path or pathlib.Path(__file__).resolve().parent.parent / "_config.yml")
+    url = str(((yaml.safe_load(path.read_text()) or {}).get("repository") or {}).get("url") or "").strip()
+    return url or PLACEHOLDER_URL
+
+
+def main(argv=None) -> int:
+    """python -m memlib.colab [--repo-url URL] NOTEBOOK...: insert or update each notebook's install cell."""
+    import argparse
+    import json
+    import pathlib
+
+    ap = argparse.ArgumentParser(prog="python -m memlib.colab", description=main.__doc__)
+    ap.add_argument("notebooks", nargs="+", type=pathlib.Path)
+    ap.add_argument("--repo-url", default=None, help="default: repository.url in _config.yml, or the placeholder")
+    args = ap.parse_args(argv)
+    url = args.repo_url or configured_repo_url()
+    for path in args.notebooks:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        if add_install_cell(nb, url):
+            path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+            print(f"{path}: install cell for {url}")
+        else:
+            print(f"{path}: up to date")
+    return 0
 
 
 # --------------------------------------------------------------------------- launch buttons (Sphinx)
@@ -110,3 +177,7 @@ def setup(app):
     app.add_config_value("memlib_launch_buttons", {}, "html", [dict])
     app.connect("config-inited", _config_inited)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -117,7 +117,7 @@ def run_bare(epochs: int, device: torch.device, n_train: int = N_TRAIN, record: 
     opt = torch.optim.Adam(model.parameters(), lr=LR) if default_adam else make_optimizer(model, "adam", LR)
     gen = torch_generator(SEED, "batches")
     n = len(data.x)
-    steps = -(-n // BATCH)
+    steps = n // BATCH  # full mini-batches only, as memlib trains (the remainder sits each epoch out)
     params = [q for layer in model.layers for q in (layer.weight, layer.bias)]
     if record:
         gnorm = torch.empty(steps * epochs, len(params), device=device)
@@ -178,6 +178,16 @@ def run_tutorial(epochs: int, device: torch.device, n_train: int = N_TRAIN) -> N
 # ---------------------------------------------------------------- timing
 
 
+def one_thread(fn, *args):
+    """fn(*args) with torch limited to one CPU thread (the alternative to keying the run cache by thread count)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return fn(*args)
+    finally:
+        torch.set_num_threads(before)
+
+
 def timed(fns: dict, repeats: int) -> dict:
     """Warm every variant up once (fn(True)), then time fn(False) `repeats` times, round-robin.
 
@@ -216,6 +226,7 @@ def bench(epochs: int, repeats: int, device_name: str, n_train: int = N_TRAIN) -
         "bare_default_adam": lambda w: run_bare(ep(w), device, n, default_adam=True),
         "cheap": lambda w: run_instrumented(ep(w), device_name, n, eval_size=1, rep_epochs="none"),
         "full_eval": lambda w: run_instrumented(ep(w), device_name, n, eval_size=10_000),
+        "instrumented_1thread": lambda w: one_thread(run_instrumented, ep(w), device_name, n),
     }, repeats)
     rate = {k: sps(v, samples) for k, v in times.items() if k != "prepare"}
     best = {k: v["best_s"] for k, v in times.items()}
@@ -242,6 +253,15 @@ def bench(epochs: int, repeats: int, device_name: str, n_train: int = N_TRAIN) -
         "goals": {
             "instrumented_over_tutorial": goal(top["instrumented_over_tutorial"], GOAL_OVER_TUTORIAL),
             "instrumented_over_bare": goal(top["instrumented_over_bare"], 1 - GOAL_WITHIN_BARE),
+        },
+        "reproducibility": {  # issue: the same numbers at any thread count
+            "approach": "the run cache keys each run by its CPU thread count (memlib.cache.run_path); training is "
+                        "unchanged, so this costs nothing per run, only a retrain when the thread count differs",
+            "training_cost_ratio": 1.0,
+            "alternative": "train every run on one thread (bit-identical everywhere on one CPU kind)",
+            "one_thread_sps": round(rate["instrumented_1thread"]["best"], 1),
+            "one_thread_over_default": round(rate["instrumented_1thread"]["best"] / rate["instrumented"]["best"], 3),
+            "default_threads": torch.get_num_threads(),
         },
         "breakdown": {
             "sps_best": {k: round(v["best"], 1) for k, v in rate.items()},

@@ -198,8 +198,14 @@ def _square_layer(cfg: RunConfig) -> int:
     return 1 if cfg.depth >= 2 else 0
 
 
+CHAPTER_INITS = ("he", "xavier", "orthogonal")  # the schemes chapter 4 compares
+
+
 def expected_weight_variance(init: str, fan_in: int, fan_out: int) -> float:
-    """Initial weight variance: He 2 / fan_in, Xavier 2 / (fan_in + fan_out), orthogonal (gain sqrt 2) 2 / max(fans)."""
+    """Initial weight variance: He 2 / fan_in, Xavier 2 / (fan_in + fan_out), orthogonal (gain sqrt 2) 2 / max(fans),
+    torch (uniform in +-1/sqrt(fan_in)) 1 / (3 fan_in)."""
+    if init == "torch":
+        return 1.0 / (3.0 * fan_in)
     if init == "he":
         return 2.0 / fan_in
     if init == "xavier":
@@ -222,7 +228,7 @@ def init_check(cfg: RunConfig, n_images: int = 256) -> dict:
     x, _ = training_images(cfg, n_images)
     out = {}
     k = _square_layer(cfg)
-    for init in INITS:
+    for init in CHAPTER_INITS:
         model = initial_model(cfg, init)
         w = model.layers[k].weight.detach().double().numpy()  # [n_out, n_in]
         fan_out, fan_in = w.shape

@@ -25,7 +25,7 @@ CASES = {
     "training.py": (["--n-train", "256", "--epochs", "1", "--repeats", "1", "--device", "cpu"],
                     {"instrumented_sps", "bare_sps", "tutorial_sps", "instrumented_over_tutorial",
                      "instrumented_over_bare", "instrumented_over_bare_default_adam", "statistic", "median", "goals",
-                     "breakdown", "config"} | DESCRIBE),
+                     "breakdown", "config", "reproducibility"} | DESCRIBE),
     "explorers.py": (["--tiny", "--mode", "quick", "--moves", "1", "--chapters", "01-gradient-statistics"],
                      {"mode", "targets", "chapters", "worst", "targets_met", "sweep_speedup", "sweep_speedup_note"}),
     "book.py": (["--mode", "quick"], {"mode", "source", "chapters", "kernel_s", "train_s", "eval_s", "probe_s", "shares"}),

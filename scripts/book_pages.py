@@ -9,6 +9,7 @@ repository's book/ folder):
 
     book/_generated/evidence-map.md     each study finding -> chapter, figures, this build's verdict
     book/_generated/disagreements.md    every verdict that is not 'supported' (synthesis chapter)
+    book/_generated/rule-changes.md     each chapter's first-edition outcome beside this build's (synthesis chapter)
     book/_generated/course-plan.md      the sessions and chapter execution times per built mode
     book/_generated/reproducibility.md  packages, Python, hardware, seeds per mode, code version, timings
 
@@ -331,7 +332,6 @@ def disagreements(chapters: dict[str, Chapter], mode: str) -> str:
             out.append(f"- {ch.link()}{study}: {badge(v.get('outcome', '?'))}, {held(v)} "
                        f"({{ref}}`the rule <{anchor(ch.slug)}>`). Claim: {esc(v.get('claim', ''))}\n\n  Numbers: "
                        + "; ".join(f"{esc(k)} {code(val)}" for k, val in items) + "\n")
-    out.append(rule_changes(chapters, mode))
     silent = [ch for s, ch in chapters.items() if s in mapped_slugs() and not ch.verdicts]
     if silent:
         out.append("\nNo verdict to compare in this build: "
@@ -364,8 +364,7 @@ def rule_changes(chapters: dict[str, Chapter], mode: str) -> str:
         return ""
     scale = ("" if mode == "standard" else
              f" This build ran in {mode} mode, so differences also reflect scale, not only the rules.")
-    return ("\n### Fair rules against the first edition's\n\n"
-            "The first edition decided each claim on raw gradient norms, per-seed thresholds unrelated to seed noise, "
+    return ("The first edition decided each claim on raw gradient norms, per-seed thresholds unrelated to seed noise, "
             "and in chapter 6 a peak picked on the test set. The rules now compare like with like and decide every "
             "effect against the seed-to-seed spread. The left column is the first edition's standard build (3 seeds), "
             f"the right one this build.{scale}\n\n"
@@ -650,6 +649,7 @@ def generate(staging: Path, exec_dir: Path, build_dir: Path, mode: str, chapters
     pages = {
         "evidence-map.md": evidence_map(found, mode),
         "disagreements.md": disagreements(found, mode),
+        "rule-changes.md": rule_changes(found, mode) or "No chapter of this build has a verdict to compare.\n",
         "course-plan.md": course_plan(found, build_dir),
         "reproducibility.md": reproducibility(mode, exec_dir, exec_root / "timings.json", env),
     }

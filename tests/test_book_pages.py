@@ -238,3 +238,25 @@ def test_glossary_defines_the_terms_the_chapters_use():
         for ref in re.findall(r"\{term\}`([^`]+)`", page.read_text()):
             target = re.search(r"<([^>]+)>$", ref)
             assert (target.group(1) if target else ref).strip().lower() in terms, f"{page.name}: {ref}"
+
+
+@pytest.mark.parametrize("old, new, kind", [
+    ("supported", "supported", "agrees with the study under both rules"),
+    ("partly supported", "partly supported", "disagreement survives the fair rules"),
+    ("supported", "not supported at this scale", "support was an artefact of the old rules"),
+    ("not supported at this scale", "supported", "disagreement was an artefact of the old rules"),
+    ("partly supported", "not supported at this scale", "disagreement survives the fair rules (in another degree)"),
+])
+def test_rule_change_kinds(old, new, kind):
+    """How a chapter's outcome moved from the first edition's rules to this build's."""
+    assert bp.rule_change_kind(old, new) == kind
+
+
+def test_rule_changes_table(build):
+    """One row per chapter of this build that the first edition judged, old outcome beside new."""
+    chapters = bp.read_chapters(build["exec"], build["present"])
+    text = bp.rule_changes(chapters, "quick")
+    rows = [line for line in text.splitlines() if line.startswith("| {doc}")]
+    judged = [s for s in build["present"] if s in bp.FIRST_EDITION and chapters[s].verdicts]
+    assert len(rows) == len(judged) >= 2  # chapters without a verdict in this build have no row
+    assert "in quick mode, so differences also reflect scale" in text

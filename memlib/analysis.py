@@ -146,6 +146,12 @@ def drift_speed(res: RunResult, layer: int | str, measure: str = "cosine") -> np
     return -np.diff(sim)
 
 
+def noise_drift_rho(res: RunResult, layer: int | str) -> float:
+    """Spearman rho of the epoch-to-epoch changes of the first layer's gradient noise and of a layer's drift speed
+    (changes, not levels: two series that both trend with training correlate in level whatever their relation)."""
+    return spearman(np.diff(gradient_noise(res)[:, 0]), np.diff(drift_speed(res, layer)))
+
+
 def measure_agreement(groups: dict, lo, hi) -> list[dict]:
     """Per hidden layer, final cosine and CKA similarity to init (means over seeds) at two conditions, and whether
     both measures agree on which condition drifted further."""

@@ -340,7 +340,7 @@ def variance_vs_drift(runs: list[RunResult], ax, layer: int, c: str = "#D55E00")
     for j, r in enumerate(runs):
         v = np.diff(A.gradient_noise(r)[:, 0])
         d = np.diff(A.drift_speed(r, layer))
-        rho = A.spearman(v, d)
+        rho = A.noise_drift_rho(r, layer)
         ax.scatter(v, d, s=18, color=c, alpha=0.35 + 0.65 * (j == 0), marker="os^Dv"[j % 5], label=f"seed {r.config.seed}: ρ = {rho:.2f}")
     ax.axhline(0, color="0.7", lw=0.6)
     ax.axvline(0, color="0.7", lw=0.6)

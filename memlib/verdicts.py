@@ -374,11 +374,6 @@ def representation_drift(groups: dict[float, list[RunResult]], layer: int | None
 # ---------------------------------------------------------------- chapter 8
 
 
-def noise_drift_rho(r: RunResult, layer: int) -> float:
-    """Spearman correlation of the epoch-to-epoch changes of first-layer gradient noise and of drift speed."""
-    return A.spearman(np.diff(A.gradient_noise(r)[:, 0]), np.diff(A.drift_speed(r, layer)))
-
-
 def gradient_variance_drift(groups: dict[float, list[RunResult]], layer: int | None = None) -> Verdict:
     """Chapter 8 (Day 10): early-layer gradient noise rises under noise early on and moves with the drift."""
     lo, hi = min(groups), max(groups)
@@ -397,7 +392,7 @@ def gradient_variance_drift(groups: dict[float, list[RunResult]], layer: int | N
               _paired(groups, hi, lo, lambda a, b: _log(early_noise(a) / early_noise(b)))),
         Check(f"rise of that noise after epoch 1, {hi:.0%} minus {lo:.0%}", _paired(groups, hi, lo, lambda a, b: rise(a) - rise(b))),
         Check(f"at {hi:.0%}, Spearman rho of epoch-to-epoch changes: gradient noise vs drift of hidden{layer}",
-              tuple(noise_drift_rho(r, layer) for r in groups[hi])),
+              tuple(A.noise_drift_rho(r, layer) for r in groups[hi])),
     ]
     rho_levels = [A.spearman(A.gradient_noise(r)[:, 0], A.drift_speed(r, layer)) for r in groups[hi]]
     extra = {f"early first-layer gradient noise, {k:.0%}": A.spread([early_noise(r) for r in groups[k]]).fmt(4) for k in (lo, hi)}

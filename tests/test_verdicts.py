@@ -9,7 +9,6 @@ from memlib.config import RunConfig
 from memlib.train import METRICS, RunResult
 
 SEEDS = range(5)
-SUPPORTED, PARTLY, NOT = V.OUTCOMES
 
 
 def _jitter(seed: int, scale: float = 0.02) -> float:
@@ -73,11 +72,15 @@ def test_decision_rule(effects, kind, holds):
     assert V.Check("x", effects, kind).holds is holds
 
 
+def test_outcomes_are_the_books_three():
+    assert V.OUTCOMES == ("supported", "partly supported", "not supported at this scale")
+
+
 def test_outcomes_and_box_numbers():
     good, bad = V.Check("a", (1.0, 1.1)), V.Check("b", (-1.0, -1.1))
-    assert V.verdict("c", [good, good]).outcome == SUPPORTED
-    assert V.verdict("c", [good, bad]).outcome == PARTLY
-    assert V.verdict("c", [bad]).outcome == NOT
+    assert V.verdict("c", [good, good]).outcome == "supported"
+    assert V.verdict("c", [good, bad]).outcome == "partly supported"
+    assert V.verdict("c", [bad]).outcome == "not supported at this scale"
     v = V.verdict("c", [good, bad], {"context": "1"})
     assert [k for k, _ in v.numbers] == ["(1) a", "(2) b", "context"]  # display order kept
     d = v.to_dict()
@@ -97,8 +100,8 @@ def ch1(true: bool) -> list[RunResult]:
 
 
 def test_ch1_layer_gradients():
-    assert V.layer_gradients(ch1(True)).outcome == SUPPORTED
-    assert V.layer_gradients(ch1(False)).outcome == NOT
+    assert V.layer_gradients(ch1(True)).outcome == "supported"
+    assert V.layer_gradients(ch1(False)).outcome == "not supported at this scale"
 
 
 def ch2(true: bool) -> list[RunResult]:
@@ -111,8 +114,8 @@ def ch2(true: bool) -> list[RunResult]:
 
 
 def test_ch2_epoch_dynamics():
-    assert V.epoch_dynamics(ch2(True)).outcome == SUPPORTED
-    assert V.epoch_dynamics(ch2(False)).outcome == NOT
+    assert V.epoch_dynamics(ch2(True)).outcome == "supported"
+    assert V.epoch_dynamics(ch2(False)).outcome == "not supported at this scale"
 
 
 def ch3(true: bool) -> dict[int, list[RunResult]]:
@@ -130,8 +133,8 @@ def ch3(true: bool) -> dict[int, list[RunResult]]:
 
 
 def test_ch3_depth_attenuation():
-    assert V.depth_attenuation(ch3(True)).outcome == SUPPORTED
-    assert V.depth_attenuation(ch3(False)).outcome == NOT
+    assert V.depth_attenuation(ch3(True)).outcome == "supported"
+    assert V.depth_attenuation(ch3(False)).outcome == "not supported at this scale"
 
 
 def _flow_mean(E, start, end, depth=8):
@@ -151,8 +154,8 @@ def ch4(true: bool) -> dict[str, list[RunResult]]:
 
 
 def test_ch4_init_early_flow():
-    assert V.init_early_flow(ch4(True)).outcome == SUPPORTED
-    assert V.init_early_flow(ch4(False)).outcome == NOT
+    assert V.init_early_flow(ch4(True)).outcome == "supported"
+    assert V.init_early_flow(ch4(False)).outcome == "not supported at this scale"
 
 
 def ch5(true: bool) -> dict[str, list[RunResult]]:
@@ -169,8 +172,8 @@ def ch5(true: bool) -> dict[str, list[RunResult]]:
 
 
 def test_ch5_optimizer_flow():
-    assert V.optimizer_flow(ch5(True)).outcome == SUPPORTED
-    assert V.optimizer_flow(ch5(False)).outcome == NOT
+    assert V.optimizer_flow(ch5(True)).outcome == "supported"
+    assert V.optimizer_flow(ch5(False)).outcome == "not supported at this scale"
 
 
 # ---------------------------------------------------------------- chapters 6, 9, 10: accuracies
@@ -197,8 +200,8 @@ def ch6(true: bool) -> dict[float, list[RunResult]]:
 
 
 def test_ch6_memorization():
-    assert V.memorization(ch6(True)).outcome == SUPPORTED
-    assert V.memorization(ch6(False)).outcome == NOT
+    assert V.memorization(ch6(True)).outcome == "supported"
+    assert V.memorization(ch6(False)).outcome == "not supported at this scale"
 
 
 def test_ch6_peak_is_chosen_on_validation():
@@ -222,8 +225,8 @@ def ch9(true: bool) -> dict[int, list[RunResult]]:
 
 
 def test_ch9_width_capacity():
-    assert V.width_capacity(ch9(True)).outcome == SUPPORTED
-    assert V.width_capacity(ch9(False)).outcome == NOT
+    assert V.width_capacity(ch9(True)).outcome == "supported"
+    assert V.width_capacity(ch9(False)).outcome == "not supported at this scale"
 
 
 def ch10(true: bool) -> dict[float, list[RunResult]]:
@@ -236,8 +239,8 @@ def ch10(true: bool) -> dict[float, list[RunResult]]:
 
 
 def test_ch10_dataset_shift():
-    assert V.dataset_shift(ch10(True)).outcome == SUPPORTED
-    assert V.dataset_shift(ch10(False)).outcome == NOT
+    assert V.dataset_shift(ch10(True)).outcome == "supported"
+    assert V.dataset_shift(ch10(False)).outcome == "not supported at this scale"
 
 
 def test_ch10_less_accurate_is_not_brittle():
@@ -246,7 +249,7 @@ def test_ch10_less_accurate_is_not_brittle():
     for r in g[0.4]:
         r.history["shift_acc"] = r.history["test_acc"] * 0.9
     v = V.dataset_shift(g)
-    assert v.holds == (True, False) and v.outcome == PARTLY
+    assert v.holds == (True, False) and v.outcome == "partly supported"
 
 
 # ---------------------------------------------------------------- chapters 7, 8: representations
@@ -260,8 +263,8 @@ def ch7(true: bool) -> dict[float, list[RunResult]]:
 
 
 def test_ch7_representation_drift():
-    assert V.representation_drift(ch7(True)).outcome == SUPPORTED
-    assert V.representation_drift(ch7(False)).outcome == NOT
+    assert V.representation_drift(ch7(True)).outcome == "supported"
+    assert V.representation_drift(ch7(False)).outcome == "not supported at this scale"
 
 
 def ch8(true: bool) -> dict[float, list[RunResult]]:
@@ -280,8 +283,8 @@ def ch8(true: bool) -> dict[float, list[RunResult]]:
 
 
 def test_ch8_gradient_variance_drift():
-    assert V.gradient_variance_drift(ch8(True)).outcome == SUPPORTED
-    assert V.gradient_variance_drift(ch8(False)).outcome == NOT
+    assert V.gradient_variance_drift(ch8(True)).outcome == "supported"
+    assert V.gradient_variance_drift(ch8(False)).outcome == "not supported at this scale"
 
 
 # ---------------------------------------------------------------- chapter 11: probe tables
@@ -299,9 +302,9 @@ def ch11(net, inp, hidden_test, hidden_val=None):
 
 
 def test_ch11_masc_decoding():
-    assert V.masc_decoding(ch11(0.3, 0.7, [0.85, 0.9])).outcome == SUPPORTED
-    assert V.masc_decoding(ch11(0.95, 0.96, [0.85, 0.9])).outcome == NOT
-    assert V.masc_decoding(ch11(0.3, 0.92, [0.85, 0.9])).outcome == PARTLY  # beats the network, not the pixels
+    assert V.masc_decoding(ch11(0.3, 0.7, [0.85, 0.9])).outcome == "supported"
+    assert V.masc_decoding(ch11(0.95, 0.96, [0.85, 0.9])).outcome == "not supported at this scale"
+    assert V.masc_decoding(ch11(0.3, 0.92, [0.85, 0.9])).outcome == "partly supported"  # beats the network, not the pixels
 
 
 def test_ch11_best_layer_is_chosen_on_validation():

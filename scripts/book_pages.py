@@ -76,7 +76,7 @@ DAY_CLAIMS = (
     Finding("Day 8", "Networks memorize noisy labels; the train-test gap widens", ("06-memorization",)),
     Finding("Day 9", "Representations drift faster under label noise", ("07-representation-drift",)),
     Finding("Day 10", "Gradient variance rises with the drift", ("08-gradient-variance",)),
-    Finding("Day 11", "Wider networks fit faster; the gap is non-monotonic in width", ("09-width",)),
+    Finding("Day 11", "Wider networks fit faster; the gap rises, then levels off or worsens", ("09-width",)),
     Finding("Day 12", "Noisy-label models are brittle under rotation", ("10-dataset-shift",)),
     Finding("MASC paper", "Layers of a memorizing network still decode the true labels", ("11-masc",)),
 )

@@ -257,7 +257,6 @@ def bench(epochs: int, repeats: int, device_name: str, n_train: int = N_TRAIN) -
         "reproducibility": {  # issue: the same numbers at any thread count
             "approach": "the run cache keys each run by its CPU thread count (memlib.cache.run_path); training is "
                         "unchanged, so this costs nothing per run, only a retrain when the thread count differs",
-            "training_cost_ratio": 1.0,
             "alternative": "train every run on one thread (bit-identical everywhere on one CPU kind)",
             "one_thread_sps": round(rate["instrumented_1thread"]["best"], 1),
             "one_thread_over_default": round(rate["instrumented_1thread"]["best"] / rate["instrumented"]["best"], 3),

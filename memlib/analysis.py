@@ -146,10 +146,15 @@ def drift_speed(res: RunResult, layer: int | str, measure: str = "cosine") -> np
     return -np.diff(sim)
 
 
+def noise_drift_changes(res: RunResult, layer: int | str) -> tuple[np.ndarray, np.ndarray]:
+    """Epoch-to-epoch changes of the first layer's gradient noise and of a layer's drift speed ([E - 1], [E - 1])."""
+    return np.diff(gradient_noise(res)[:, 0]), np.diff(drift_speed(res, layer))
+
+
 def noise_drift_rho(res: RunResult, layer: int | str) -> float:
-    """Spearman rho of the epoch-to-epoch changes of the first layer's gradient noise and of a layer's drift speed
-    (changes, not levels: two series that both trend with training correlate in level whatever their relation)."""
-    return spearman(np.diff(gradient_noise(res)[:, 0]), np.diff(drift_speed(res, layer)))
+    """Spearman rho of noise_drift_changes (changes, not levels: two series that both trend with training correlate
+    in level whatever their relation)."""
+    return spearman(*noise_drift_changes(res, layer))
 
 
 def measure_agreement(groups: dict, lo, hi) -> list[dict]:

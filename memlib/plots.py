@@ -338,9 +338,8 @@ def variance_vs_drift(runs: list[RunResult], ax, layer: int, c: str = "#D55E00")
     """Epoch-to-epoch change of first-layer gradient noise against the change of one hidden layer's drift, one point
     per epoch and seed (changes, not levels: two series that both trend with time correlate in level regardless)."""
     for j, r in enumerate(runs):
-        v = np.diff(A.gradient_noise(r)[:, 0])
-        d = np.diff(A.drift_speed(r, layer))
-        rho = A.noise_drift_rho(r, layer)
+        v, d = A.noise_drift_changes(r, layer)
+        rho = A.spearman(v, d)
         ax.scatter(v, d, s=18, color=c, alpha=0.35 + 0.65 * (j == 0), marker="os^Dv"[j % 5], label=f"seed {r.config.seed}: ρ = {rho:.2f}")
     ax.axhline(0, color="0.7", lw=0.6)
     ax.axvline(0, color="0.7", lw=0.6)
@@ -423,8 +422,11 @@ def probes_vs_noise(tables: dict, ax) -> Figure:
 
 
 @styled
-def masc_variance(per_seed: list[dict], ax, variances=(0.90, 0.95, 0.99, 0.999)) -> Figure:
+def masc_variance(per_seed: list[dict], ax, variances=None) -> Figure:
     """MASC test accuracy against the share of variance each class subspace keeps, one band per layer (seeds)."""
+    from .probes import VARIANCES
+
+    variances = VARIANCES if variances is None else variances
     layers = list(per_seed[0])
     cmap = matplotlib.colormaps["viridis"]
     x = np.arange(len(variances))
@@ -433,20 +435,6 @@ def masc_variance(per_seed: list[dict], ax, variances=(0.90, 0.95, 0.99, 0.999))
         band(ax, x, [d[name] for d in per_seed], c, name, ls=":" if name == "input" else "-", marker="o")
     ax.set_xticks(x, [f"{v:.1%}".replace(".0%", "%") for v in variances])
     return _finish(ax, "share of variance kept per class subspace", "MASC test accuracy on true labels")
-
-
-@styled
-def gain_bars(rows: list[tuple[str, list[dict]]], ax) -> Figure:
-    """Best hidden layer's MASC (chosen on validation) minus MASC on the raw input, per setting: mean bar, min-max whisker."""
-    from .probes import best_layer
-
-    for i, (name, ts) in enumerate(rows):
-        g = np.array([best_layer(t)[1] - t["layers"]["input"]["masc_corrupted"] for t in ts])
-        ax.bar(i, g.mean(), 0.6, color=OKABE_ITO[i % len(OKABE_ITO)],
-               yerr=[[g.mean() - g.min()], [g.max() - g.mean()]], capsize=4)
-    ax.axhline(0, color="#000000", lw=0.8)
-    ax.set_xticks(range(len(rows)), [name for name, _ in rows], rotation=15, ha="right")
-    return _finish(ax, "setting", "best hidden minus raw input (MASC)", legend=False)
 
 
 # ---------------------------------------------------------------- Background diagrams (data from memlib.mechanics)

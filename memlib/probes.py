@@ -414,8 +414,10 @@ def probe_layers(res: RunResult, layers=None, variance: float = 0.99, validation
         if not _is_int(n_test) or not 1 <= n_test <= len(y_te):
             raise ValueError(f"n_test={n_test!r} is not allowed: None or an integer in [1, {len(y_te)}]")
         x_te, y_te = x_te[:n_test], y_te[:n_test]
-    x_va, y_va = val_set(inputs=res.config.inputs, n=VAL_SELECT if validation else 1)
-    tr, te, va = activations(res, x_tr, names), activations(res, x_te, names), activations(res, x_va, names)
+    tr, te = activations(res, x_tr, names), activations(res, x_te, names)
+    if validation:
+        x_va, y_va = val_set(inputs=res.config.inputs)
+        va = activations(res, x_va, names)
     out = {}
     for name in names:
         a = tr[name]  # [n_train, dim]
@@ -424,8 +426,9 @@ def probe_layers(res: RunResult, layers=None, variance: float = 0.99, validation
                   "linear": LinearProbe(seed=res.config.seed).fit(a, noisy, N_CLASSES)}
         out[name] = {k: accuracy(f.predict(te[name]), y_te) for k, f in fitted.items()}  # [10000] test images
         if validation:
-            out[name].update({f"{k}_val": accuracy(f.predict(va[name]), y_va) for k, f in fitted.items()})
-        del tr[name], te[name], va[name]
+            v = va.pop(name)  # [VAL_SELECT, dim]
+            out[name].update({f"{k}_val": accuracy(f.predict(v), y_va) for k, f in fitted.items()})
+        del tr[name], te[name]
         if on_layer is not None:
             on_layer(dict(out))
     return out

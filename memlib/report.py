@@ -152,18 +152,3 @@ def masc_layer_table(tables: dict) -> Table:
         cells.append(spread([best_layer(t)[1] - t["layers"]["input"]["masc_corrupted"] for t in ts]).fmt(3))
         rows.append((f"{p:.1f}", *cells))
     return Table(rows, ("p", "network", *(f"MASC {k}" for k in layers or []), "best hidden minus input"))
-
-
-def comparison_table(rows: list[tuple[str, dict, list[dict]]]) -> Table:
-    """What the gain over the input depends on: (setting, what it changes, probe tables over seeds) per row."""
-    from .analysis import spread
-    from .probes import best_layer
-
-    out = []
-    for name, changed, ts in rows:
-        out.append((name, changed, spread([t["model_test_acc"] for t in ts]).fmt(3),
-                    spread([t["layers"]["input"]["masc_corrupted"] for t in ts]).fmt(3),
-                    spread([best_layer(t)[1] for t in ts]).fmt(3),
-                    spread([best_layer(t)[1] - t["layers"]["input"]["masc_corrupted"] for t in ts]).fmt(3)))
-    return Table(out, ("setting", "differs from the paper's protocol in", "network", "MASC input", "MASC best hidden",
-                       "best hidden minus input"))

@@ -304,6 +304,19 @@ def corrupt_labels(y: np.ndarray, p: float, kind: str, rng: np.random.Generator)
     return noisy, noisy != y
 
 
+def test_subsets(probe_size: int, eval_size: int, seed: int, n_test: int = 10_000) -> tuple[np.ndarray, np.ndarray]:
+    """(probe, evaluated) test-image indices, each sorted: prefixes of one seeded order of the test split.
+
+    The smaller set lies inside the larger, so one forward pass over the larger serves both the per-epoch test
+    accuracy and the probe representations.
+    """
+    for name, k in (("probe_size", probe_size), ("eval_size", eval_size)):
+        if not 1 <= k <= n_test:
+            raise ValueError(f"{name}={k} is not allowed: an integer in [1, {n_test}]")
+    order = rng_for(seed, "probe").permutation(n_test)
+    return np.sort(order[:probe_size]), np.sort(order[:eval_size])
+
+
 # ---------------------------------------------------------------- test-time shift
 
 

@@ -18,12 +18,14 @@ from .models import MLP, layer_names, make_optimizer, mlp_for
 from .rng import rng_for, torch_generator
 
 # Per-checkpoint metrics, in this order; checkpoint 0 is the initialization, k the end of epoch k.
-# The five training-set metrics are taken at checkpoint 0 by evaluating the untrained model on the whole training
-# set and, for epoch k >= 1, from epoch k's own training pass: each example is scored by the prediction the network
+# The five training-set metrics are taken at checkpoint 0 by evaluating the untrained model on min(n_train,
+# eval_size) training examples spread evenly over the subset (init_rows; all of them when eval_size >= n_train) and,
+# for epoch k >= 1, from epoch k's own training pass: each example is scored by the prediction the network
 # made for it when its mini-batch came (before that batch's update), as Keras's logs and the forgetting-events
 # literature do. That costs nothing extra; evaluating the whole training set again after every epoch would cost a
 # third of the training itself. Validation, test and shifted-test accuracy are evaluated with the model at the end of
-# each epoch (the first eval_size images of each split).
+# each epoch: the first eval_size validation images, and eval_size test images (a seeded sample, nested with the probe
+# images, see data.test_subsets) with their rotated copies.
 METRICS = (
     "loss",  # cross-entropy against the labels as given (noisy): epoch k's mean mini-batch loss
     "train_acc",  # accuracy on the training labels as given
@@ -131,9 +133,11 @@ class Prepared:
 
     x: torch.Tensor  # [n_train, 784] float32 standardised
     y: torch.Tensor  # [n_train] int64 labels as given (noisy)
-    x_eval: torch.Tensor  # [3 * eval_size, 784]: validation, test, shifted test
+    x_eval: torch.Tensor  # [eval_size + U + eval_size, 784]: validation, the U test images (evaluated or probed), shifted
     y_eval: torch.Tensor  # [3 * eval_size] int64 true labels of val, test, shifted test
-    x_probe: torch.Tensor  # [probe_size, 784]
+    eval_rows: torch.Tensor  # [3 * eval_size] int64 rows of x_eval scored against y_eval
+    x_held: torch.Tensor  # [3 * eval_size, 784] x_eval[eval_rows]: the pass when no representations are due
+    probe_rows: np.ndarray  # [probe_size] sorted rows of x_eval holding the probe images
     train_idx: np.ndarray
     labels: np.ndarray
     true_labels: np.ndarray
@@ -151,6 +155,7 @@ class Drawn:
     true_labels: np.ndarray
     corrupted: np.ndarray
     probe_idx: np.ndarray  # [probe_size] sorted indices into the test split
+    eval_idx: np.ndarray  # [eval_size] sorted indices of the test images evaluated each epoch (nested with probe_idx)
     shifted: np.ndarray  # [10000, 784] uint8 rotated test images
 
 
@@ -166,9 +171,9 @@ def draw(cfg: RunConfig, source: str | None = None, labels: np.ndarray | None = 
             raise ValueError(f"labels: expected {len(true)} integer classes in 0..9, got shape {labels.shape}, dtype {labels.dtype}")
         noisy = labels.astype(np.int64)
         changed = noisy != true
-    probe = np.sort(rng_for(cfg.seed, "probe").choice(len(mn.x_test), cfg.probe_size, replace=False))
+    probe, evaluated = D.test_subsets(cfg.probe_size, cfg.eval_size, cfg.seed, len(mn.x_test))
     shifted = D.shifted_test(cfg.shift_degrees, cfg.seed, source)
-    return Drawn(mn, idx, noisy, true, changed, probe, shifted)
+    return Drawn(mn, idx, noisy, true, changed, probe, evaluated, shifted)
 
 
 def to_device(a: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -176,16 +181,25 @@ def to_device(a: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 def prepare(cfg: RunConfig, device: torch.device, source: str | None = None, labels: np.ndarray | None = None) -> Prepared:
-    """draw(), then the standardised training, evaluation and probe tensors on the device."""
+    """draw(), then the scaled training and evaluation tensors on the device.
+
+    The evaluation block holds each test image once: the larger of the evaluated and the probe sets (the smaller
+    lies inside it), so one forward pass gives the test accuracy and the probe representations.
+    """
     d = draw(cfg, source, labels)
     mn, k = d.mnist, cfg.eval_size
     scale = functools.partial(D.scale_inputs, kind=cfg.inputs)
     x_tr = scale(mn.x_train[d.train_idx])
-    x_eval = np.concatenate([scale(mn.x_val[:k]), scale(mn.x_test[:k]), scale(d.shifted[:k])])
-    y_eval = np.concatenate([mn.y_val[:k], mn.y_test[:k], mn.y_test[:k]])
+    union = d.eval_idx if len(d.eval_idx) >= len(d.probe_idx) else d.probe_idx  # [U] sorted
+    x_eval = np.concatenate([scale(mn.x_val[:k]), scale(mn.x_test[union]), scale(d.shifted[d.eval_idx])])
+    y_eval = np.concatenate([mn.y_val[:k], mn.y_test[d.eval_idx], mn.y_test[d.eval_idx]])
+    rows = np.concatenate([np.arange(k), k + np.searchsorted(union, d.eval_idx), k + len(union) + np.arange(k)])
     dev = functools.partial(to_device, device=device)
-    return Prepared(dev(x_tr), dev(d.labels), dev(x_eval), dev(y_eval), dev(scale(mn.x_test[d.probe_idx])),
-                    d.train_idx, d.labels, d.true_labels, d.corrupted, d.probe_idx)
+    x_eval = dev(x_eval)
+    x_held = x_eval if len(union) == k else x_eval[dev(rows)]  # the same tensor when no probe image lies outside
+    return Prepared(dev(x_tr), dev(d.labels), x_eval, dev(y_eval), dev(rows), x_held,
+                    k + np.searchsorted(union, d.probe_idx), d.train_idx, d.labels, d.true_labels, d.corrupted,
+                    d.probe_idx)
 
 
 EVAL_CHUNK = 8192  # rows per forward pass when evaluating
@@ -219,6 +233,7 @@ class EvalForward:
     def __init__(self, model: MLP):
         self.model = model
         self._bufs: dict[int, torch.Tensor] = {}
+        self.row0 = 0  # during logits(): the first row (within all the chunks) of the block being computed
 
     def _buffer(self, slot: int, rows: int, like: torch.Tensor) -> torch.Tensor:
         """A contiguous [rows, out_features of like] view of slot's reused storage (grown when too small)."""
@@ -231,9 +246,10 @@ class EvalForward:
     @torch.no_grad()
     def logits(self, chunks, on_hidden: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
         """Logits [sum of rows, 10] of the blocks of inputs chunks (each [rows, 784]); on_hidden(j, h) sees each hidden
-        layer's post-ReLU activation h [rows, width] (j = 1..depth) while it is valid."""
+        layer's post-ReLU activation h [rows, width] (j = 1..depth) while it is valid; self.row0 is then its block's
+        first row."""
         *hidden, last = self.model.layers
-        outs = []
+        outs, self.row0 = [], 0
         for c in chunks:  # one block at a time
             h = c
             for j, layer in enumerate(hidden, start=1):
@@ -243,13 +259,18 @@ class EvalForward:
                     on_hidden(j, dst)
                 h = dst
             outs.append(torch.addmm(last.bias, h, last.weight.t()))  # [rows, 10]
+            self.row0 += len(c)
         return outs[0] if len(outs) == 1 else torch.cat(outs)
 
 
-def _held_out_metrics(fwd: EvalForward, chunks, y_eval: torch.Tensor, k: int) -> torch.Tensor:
-    """val_acc, test_acc, shift_acc as a [3] tensor from the blocks of the evaluation images (no host sync)."""
-    pred = fwd.logits(chunks).argmax(1)  # [3k]
-    return (pred == y_eval).float().view(3, k).mean(1)
+def _held_out_metrics(fwd: EvalForward, p: Prepared, on_hidden=None) -> torch.Tensor:
+    """val_acc, test_acc, shift_acc as a [3] tensor from one forward pass (no host sync): over p.x_eval when on_hidden
+    wants the probe rows, else over the scored rows alone."""
+    if on_hidden is None:
+        pred = fwd.logits(p.x_held.split(EVAL_CHUNK)).argmax(1)  # [3k]
+    else:
+        pred = fwd.logits(p.x_eval.split(EVAL_CHUNK), on_hidden).argmax(1)[p.eval_rows]  # [3k]
+    return (pred == p.y_eval).float().view(3, -1).mean(1)
 
 
 def _evaluate_fit(fwd: EvalForward, x: torch.Tensor, y: torch.Tensor, y_true: torch.Tensor, changed: torch.Tensor) -> torch.Tensor:
@@ -264,6 +285,12 @@ def _rep_checkpoints(cfg: RunConfig) -> list[int]:
     if cfg.rep_epochs == "ends":
         return [0, cfg.epochs]
     return list(range(cfg.epochs + 1))
+
+
+def init_rows(n_train: int, eval_size: int) -> np.ndarray:
+    """Rows of the training set scored at checkpoint 0: min(n_train, eval_size) of them, evenly spread, in order."""
+    m = min(n_train, eval_size)
+    return (np.arange(m) * n_train) // m
 
 
 def steps_per_epoch(cfg: RunConfig) -> int:
@@ -283,6 +310,7 @@ class Recorder:
         self.wnorm = torch.empty(cfg.epochs + 1, n_layers, dtype=torch.float64, device=device)
         self.y_true = torch.from_numpy(p.true_labels).to(device)
         self.changed = torch.from_numpy(p.corrupted).to(device)
+        self.init_rows = torch.from_numpy(init_rows(cfg.n_train, cfg.eval_size)).to(device)
         self.rep_at = _rep_checkpoints(cfg)
         self.keep = cfg.recorded_layers
         self.reps = {f"hidden{j}": np.empty((len(self.rep_at), cfg.probe_size, cfg.hidden_widths[j - 1]), np.float16)
@@ -294,12 +322,23 @@ class Recorder:
         # (row b * batch_size + i: batch b, row i)
         self.pass_pred = torch.empty(self.seen, dtype=torch.long, device=device)
 
-    def record_reps(self, slot: int) -> None:
-        def keep(j: int, h: torch.Tensor) -> None:  # h [probe_size, width]
-            if j in self.keep:
-                self.reps[f"hidden{j}"][slot] = h.to(torch.float16).cpu().numpy()
+    def keeper(self, slot: int) -> Callable[[int, torch.Tensor], None]:
+        """An on_hidden callback for a forward pass over p.x_eval that stores the probe rows' activations in slot."""
+        rows = self.p.probe_rows  # [probe_size] sorted rows of x_eval
 
-        self.fwd.logits([self.p.x_probe], keep)
+        def keep(j: int, h: torch.Tensor) -> None:  # h [block rows, width], rows row0.. of x_eval
+            if j in self.keep:
+                r0 = self.fwd.row0
+                lo, hi = np.searchsorted(rows, [r0, r0 + len(h)])
+                if hi > lo:
+                    pick = torch.from_numpy(rows[lo:hi] - r0).to(h.device)
+                    self.reps[f"hidden{j}"][slot, lo:hi] = h.index_select(0, pick).to(torch.float16).cpu().numpy()
+
+        return keep
+
+    def record_reps(self, slot: int) -> None:
+        """The probe representations alone, into slot (an early stop's last record)."""
+        self.fwd.logits(self.p.x_eval.split(EVAL_CHUNK), self.keeper(slot))
 
     def record_noise(self, epoch: int, gnorm: torch.Tensor, gsum: list[torch.Tensor]) -> None:
         """Epoch `epoch`'s gradient noise from its per-step norms gnorm [S, 2L] and the sums of its gradients gsum."""
@@ -318,18 +357,17 @@ class Recorder:
         p = self.p
         t0 = time.perf_counter()
         self.model.eval()
-        if epoch == 0:
-            self.hist[0, :N_FIT] = _evaluate_fit(self.fwd, p.x, p.y, self.y_true, self.changed)
+        if epoch == 0:  # the untrained network on init_rows of the training set
+            r = self.init_rows
+            self.hist[0, :N_FIT] = _evaluate_fit(self.fwd, p.x[r], p.y[r], self.y_true[r], self.changed[r])
         else:
             loss = batch_loss.double().mean()  # batches of one size: the mean over the examples that trained
             i = perm[: self.seen]
             self.hist[epoch, :N_FIT] = _fit_metrics(self.pass_pred, loss, p.y[i], self.y_true[i], self.changed[i])
-        chunks = p.x_eval.split(EVAL_CHUNK)
-        self.hist[epoch, N_FIT:] = _held_out_metrics(self.fwd, chunks, p.y_eval, self.cfg.eval_size)
+        due = epoch in self.rep_at and self.keep  # the probe representations come from the same pass
+        self.hist[epoch, N_FIT:] = _held_out_metrics(self.fwd, p, self.keeper(self.rep_at.index(epoch)) if due else None)
         weights = [layer.weight.detach() for layer in self.model.layers]
         self.wnorm[epoch] = torch.stack(torch._foreach_norm(weights)).double()
-        if epoch in self.rep_at and self.keep:
-            self.record_reps(self.rep_at.index(epoch))
         self.model.train()
         self.eval_seconds += time.perf_counter() - t0
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -131,6 +132,51 @@ def test_gradient_noise_is_not_the_variance_of_the_norm():
     assert float(g.norm(dim=1).var()) == 0.0
 
 
+def evaluated_test(cfg) -> np.ndarray:
+    """The test images a run evaluates each epoch, drawn here independently of memlib.train."""
+    order = rng_for(cfg.seed, "probe").permutation(10_000)
+    return np.sort(order[: cfg.eval_size])
+
+
+def test_evaluated_and_probe_images_nest():
+    """The probe images and the evaluated test images are prefixes of one order: the smaller inside the larger."""
+    for probe, ev in ((50, 200), (200, 50), (64, 64)):
+        p, e = D.test_subsets(probe, ev, seed=3)
+        small, big = (p, e) if len(p) <= len(e) else (e, p)
+        assert len(np.unique(p)) == probe and len(np.unique(e)) == ev and np.isin(small, big).all()
+    assert np.array_equal(D.test_subsets(10_000, 10, 0)[0], np.arange(10_000))
+    with pytest.raises(ValueError, match="eval_size=0"):
+        D.test_subsets(10, 0, 0)
+
+
+@pytest.mark.parametrize("probe_size,eval_size,chunk", [(30, 120, 8192), (120, 30, 8192), (120, 30, 37)])
+def test_probe_representations_match_the_model_at_either_nesting(probe_size, eval_size, chunk, monkeypatch):
+    """Representations taken from the shared pass equal the model's own on the probe images, whichever set is larger
+    and however the pass is cut into blocks (chunk 37 splits the probe rows across blocks)."""
+    monkeypatch.setattr(sys.modules["memlib.train"], "EVAL_CHUNK", chunk)
+    cfg = tiny(probe_size=probe_size, eval_size=eval_size, rep_epochs="ends")
+    res = train(cfg)
+    mn = D.load_mnist()
+    hs, _ = res.model().hidden(torch.from_numpy(D.standardize(mn.x_test[res.probe_idx])))
+    for j, h in enumerate(hs, start=1):
+        np.testing.assert_allclose(res.reps[f"hidden{j}"][-1].astype(np.float32), h.detach().numpy(), rtol=2e-3, atol=1e-3)
+    t = evaluated_test(cfg)
+    with torch.no_grad():
+        acc = (res.model()(torch.from_numpy(D.standardize(mn.x_test[t]))).argmax(1).numpy() == mn.y_test[t]).mean()
+    assert res.history["test_acc"][-1] == pytest.approx(acc, abs=1e-6)
+
+
+@pytest.mark.parametrize("n,k", [(256, 200), (5000, 2000), (100, 100), (100, 10_000), (7, 3)])
+def test_initial_rows_are_distinct_evenly_spread_and_whole_when_eval_size_covers(n, k):
+    """Checkpoint 0 scores min(n, k) distinct training rows in order, spread over the whole subset."""
+    from memlib.train import init_rows
+
+    r = init_rows(n, k)
+    assert len(r) == min(n, k) and (np.diff(r) >= 1).all() and r[0] == 0 and r[-1] >= n - n // len(r) - 1
+    if k >= n:
+        assert np.array_equal(r, np.arange(n))
+
+
 def test_initial_checkpoint_matches_the_initial_model():
     """Checkpoint 0: metrics and probe representations of the untrained model, recomputed by hand."""
     cfg = tiny(noise=0.3)
@@ -139,15 +185,18 @@ def test_initial_checkpoint_matches_the_initial_model():
     _, x, y, true = reference_data(cfg)
     model = MLP(cfg.depth, cfg.width, cfg.init, torch_generator(cfg.seed, "init"))
     k = cfg.eval_size
+    rows = (np.arange(min(cfg.n_train, k)) * cfg.n_train) // min(cfg.n_train, k)  # evenly spread, as documented
+    x, y = x[rows], y[rows]
     with torch.no_grad():
         logits = model(x)
         acc = lambda xs, ys: (model(torch.from_numpy(D.standardize(xs))).argmax(1).numpy() == ys).mean()  # noqa: E731
         assert res.history["loss"][0] == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-5)
         assert res.history["train_acc"][0] == pytest.approx((logits.argmax(1) == y).float().mean().item(), abs=1e-6)
         assert res.history["val_acc"][0] == pytest.approx(acc(mn.x_val[:k], mn.y_val[:k]), abs=1e-6)
-        assert res.history["test_acc"][0] == pytest.approx(acc(mn.x_test[:k], mn.y_test[:k]), abs=1e-6)
-        shifted = D.shifted_test(cfg.shift_degrees, cfg.seed)[:k]
-        assert res.history["shift_acc"][0] == pytest.approx(acc(shifted, mn.y_test[:k]), abs=1e-6)
+        t = evaluated_test(cfg)
+        assert res.history["test_acc"][0] == pytest.approx(acc(mn.x_test[t], mn.y_test[t]), abs=1e-6)
+        shifted = D.shifted_test(cfg.shift_degrees, cfg.seed)[t]
+        assert res.history["shift_acc"][0] == pytest.approx(acc(shifted, mn.y_test[t]), abs=1e-6)
         hs, _ = model.hidden(torch.from_numpy(D.standardize(mn.x_test[res.probe_idx])))
     for j, h in enumerate(hs, start=1):
         np.testing.assert_allclose(res.reps[f"hidden{j}"][0].astype(np.float32), h.numpy(), rtol=2e-3, atol=1e-3)
@@ -157,7 +206,7 @@ def test_final_metrics_match_the_returned_model(noisy_run):
     """final(): every metric recomputed by hand from result.model(): the training set whole, held-out as the last checkpoint."""
     res, cfg = noisy_run, noisy_run.config
     mn = D.load_mnist()
-    k = cfg.eval_size
+    k, t = cfg.eval_size, evaluated_test(cfg)
     model = res.model()
     with torch.no_grad():
         pred = lambda xs: model(torch.from_numpy(D.standardize(xs))).argmax(1).numpy()  # noqa: E731
@@ -171,8 +220,8 @@ def test_final_metrics_match_the_returned_model(noisy_run):
         train_acc_corrupted_noisy=(p_train == res.labels)[c].mean(),
         train_acc_corrupted_true=(p_train == res.true_labels)[c].mean(),
         val_acc=(pred(mn.x_val[:k]) == mn.y_val[:k]).mean(),
-        test_acc=(pred(mn.x_test[:k]) == mn.y_test[:k]).mean(),
-        shift_acc=(pred(D.shifted_test(cfg.shift_degrees, cfg.seed)[:k]) == mn.y_test[:k]).mean(),
+        test_acc=(pred(mn.x_test[t]) == mn.y_test[t]).mean(),
+        shift_acc=(pred(D.shifted_test(cfg.shift_degrees, cfg.seed)[t]) == mn.y_test[t]).mean(),
     )
     for m in METRICS:
         assert res.final(m) == pytest.approx(expected[m], rel=1e-5, abs=1e-6), m
@@ -274,7 +323,10 @@ def test_metrics_in_range_and_consistent(noisy_run):
     assert np.all(res.history["loss"] > 0) and np.isfinite(res.grad_w).all()
     assert np.array_equal(res.corrupted, res.labels != res.true_labels)
     assert res.corrupted.sum() == round(0.3 * res.config.n_train)
-    f = res.corrupted.mean()
+    from memlib.train import init_rows
+
+    f = np.full(res.epochs_run + 1, res.corrupted.mean())  # the corrupted share of the examples scored
+    f[0] = res.corrupted[init_rows(res.config.n_train, res.config.eval_size)].mean()  # checkpoint 0: its rows
     mix = (1 - f) * res.history["train_acc_clean"] + f * res.history["train_acc_corrupted_noisy"]
     np.testing.assert_allclose(res.history["train_acc"], mix, atol=1e-5)
     assert res.history["loss"][-1] < res.history["loss"][0]  # it learned something
@@ -456,9 +508,10 @@ def test_paper_style_run(inputs):
     assert [w.shape for k, w in res.weights.items() if k.endswith("weight")] == [(16, 784), (48, 16), (10, 48)]
     assert res.reps["hidden1"].shape[-1] == 16 and res.reps["hidden2"].shape[-1] == 48
     mn = D.load_mnist()
-    x = D.scale_inputs(mn.x_test[: cfg.eval_size], inputs)
+    t = evaluated_test(cfg)
+    x = D.scale_inputs(mn.x_test[t], inputs)
     lo, hi = {"standard": (-1, 4), "unit": (0, 1), "symmetric": (-1, 1)}[inputs]
     assert x.min() >= lo and x.max() <= hi and (inputs == "standard" or (x.min() == lo and x.max() == hi))
     with torch.no_grad():
-        acc = (res.model()(torch.from_numpy(x)).argmax(1).numpy() == mn.y_test[: cfg.eval_size]).mean()
+        acc = (res.model()(torch.from_numpy(x)).argmax(1).numpy() == mn.y_test[t]).mean()
     assert res.history["test_acc"][-1] == pytest.approx(acc, abs=1e-6)

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .train import RunResult
+from .results import RunResult
 
 
 # ---------------------------------------------------------------- gradients

@@ -15,10 +15,11 @@ import torch
 
 from .config import RunConfig
 from .data import MNIST_DIR_ENV, atomic_write, cache_dir
-from .train import ARRAY_FIELDS, RunResult, train
+from .results import RunResult, from_arrays, to_arrays
+from .train import train
 
 # Modules whose code changes what a run produces; their source is hashed into every key.
-_RESULT_MODULES = ("config", "data", "models", "rng", "train")
+_RESULT_MODULES = ("config", "data", "models", "rng", "evaluate", "results", "train")
 FORMAT = 2
 
 
@@ -52,37 +53,6 @@ def run_path(cfg: RunConfig, labels: np.ndarray | None = None, threads: int | No
     tag = "" if labels is None else "-L" + hashlib.sha256(np.ascontiguousarray(labels, dtype=np.int64).tobytes()).hexdigest()[:12]
     threads = torch.get_num_threads() if threads is None else threads
     return cache_dir() / "runs" / f"{cfg.key()}{tag}-t{threads}-{code_version()}.npz"
-
-
-def to_arrays(res: RunResult) -> dict[str, np.ndarray]:
-    """Flatten a RunResult to named arrays (config and meta as JSON bytes)."""
-    out = {
-        "config_json": np.frombuffer(json.dumps(res.config.key_dict(), sort_keys=True).encode(), np.uint8),
-        "meta_json": np.frombuffer(json.dumps({**res.meta, "seconds": res.seconds}).encode(), np.uint8),
-    }
-    for name in ARRAY_FIELDS:
-        out[name] = getattr(res, name)
-    out.update({f"history/{k}": v for k, v in res.history.items()})
-    out.update({f"reps/{k}": v for k, v in res.reps.items()})
-    out.update({f"weights/{k}": v for k, v in res.weights.items()})
-    return out
-
-
-def from_arrays(arrays: dict[str, np.ndarray], cfg: RunConfig) -> RunResult:
-    """Rebuild a RunResult from to_arrays output."""
-    stored = json.loads(arrays["config_json"].tobytes())
-    if stored != cfg.key_dict():
-        raise ValueError("stored config does not match the requested one")
-    meta = json.loads(arrays["meta_json"].tobytes())
-
-    def group(prefix):
-        return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
-
-    return RunResult(
-        config=cfg, history=group("history/"), reps=group("reps/"), weights=group("weights/"),
-        **{k: arrays[k] for k in ARRAY_FIELDS},
-        seconds=float(meta.pop("seconds", 0.0)), cached=True, meta=meta,
-    )
 
 
 def save(res: RunResult, path: Path | None = None) -> Path:

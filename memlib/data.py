@@ -361,6 +361,40 @@ def _shifted_test(degrees: float, seed: int, source: str | None, path: Path) -> 
 shifted_test.cache_clear = _shifted_test.cache_clear
 
 
+# ---------------------------------------------------------------- one run's draws
+
+
+@dataclass
+class Drawn:
+    """A run's draws from MNIST, before standardisation: what prepare() builds its tensors from."""
+
+    mnist: MNIST
+    train_idx: np.ndarray  # [n_train] indices into the training split
+    labels: np.ndarray  # [n_train] int64 labels as given (noisy)
+    true_labels: np.ndarray
+    corrupted: np.ndarray
+    probe_idx: np.ndarray  # [probe_size] sorted indices into the test split
+    eval_idx: np.ndarray  # [eval_size] sorted indices of the test images evaluated each epoch (nested with probe_idx)
+    shifted: np.ndarray  # [10000, 784] uint8 rotated test images
+
+
+def draw(cfg, source: str | None = None, labels: np.ndarray | None = None) -> Drawn:
+    """Draw a run's data as cfg (a RunConfig) says: the subset, corrupt the labels (or take the given ones), pick the probe images, rotate the test set."""
+    mn = load_mnist(source)
+    idx = train_subset(cfg.n_train, cfg.seed, len(mn.x_train))
+    true = mn.y_train[idx]
+    noisy, changed = corrupt_labels(true, cfg.noise, cfg.noise_kind, rng_for(cfg.seed, "noise"))
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.shape != true.shape or not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() >= N_CLASSES:
+            raise ValueError(f"labels: expected {len(true)} integer classes in 0..9, got shape {labels.shape}, dtype {labels.dtype}")
+        noisy = labels.astype(np.int64)
+        changed = noisy != true
+    probe, evaluated = test_subsets(cfg.probe_size, cfg.eval_size, cfg.seed, len(mn.x_test))
+    shifted = shifted_test(cfg.shift_degrees, cfg.seed, source)
+    return Drawn(mn, idx, noisy, true, changed, probe, evaluated, shifted)
+
+
 def standardize(x_uint8) -> "np.ndarray":
     """uint8 (or 0..255 float) pixels -> float32 standardised inputs."""
     return ((np.asarray(x_uint8, dtype=np.float32) / 256.0) - MEAN) / STD

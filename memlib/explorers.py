@@ -26,7 +26,7 @@ def _probe_stages(cfg, frame):
 
 def _masc_frame(axes, objs, layer):
     """A partial run (while training) as accuracy curves; a probe table (whole or so far) as probe bars."""
-    from .train import RunResult
+    from .results import RunResult
 
     if isinstance(objs[0], RunResult):
         P.accuracy_curves(objs, axes[0])

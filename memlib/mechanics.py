@@ -21,7 +21,8 @@ from . import probes as PR
 from .config import INITS, OPTIMIZERS, RunConfig
 from .models import MLP, N_CLASSES, N_INPUT, layer_names, make_optimizer
 from .rng import torch_generator
-from .train import RunResult, prepare, steps_per_epoch, train
+from .results import RunResult
+from .train import prepare, steps_per_epoch, train
 
 CPU = torch.device("cpu")
 ADAM_EPS = 1e-8  # torch.optim.Adam's default epsilon, which make_optimizer keeps

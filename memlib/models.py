@@ -48,16 +48,6 @@ class MLP(nn.Module):
             x = torch.relu(layer(x))
         return last(x)
 
-    def hidden(self, x: torch.Tensor, keep: tuple[int, ...] | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """x [B, 784] -> (post-ReLU activations [B, width] of the hidden layers in keep (1-based; None: all), logits [B, 10])."""
-        reps = []
-        *hidden, last = self.layers
-        for i, layer in enumerate(hidden, start=1):
-            x = torch.relu(layer(x))
-            if keep is None or i in keep:
-                reps.append(x)
-        return reps, last(x)
-
     def n_params(self) -> int:
         """Number of trainable parameters."""
         return sum(p.numel() for p in self.parameters())

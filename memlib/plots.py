@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 from . import analysis as A
 from .models import layer_names
-from .train import RunResult
+from .results import RunResult
 
 # Okabe-Ito, a colour-blind-safe palette. One colour per condition across the whole book.
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 
 from . import data as D
 from .config import RunConfig
-from .train import RunResult
+from .evaluate import EvalForward
+from .results import RunResult
 
 N_CLASSES = D.N_CLASSES
 PROBES = ("masc_corrupted", "masc_true", "ncm", "linear")  # the columns of probe_layers
@@ -99,24 +100,23 @@ def activations(res: RunResult, x, layers=None, chunk: int = _CHUNK) -> dict[str
            for name in names}
     if "input" in out:
         out["input"][:] = x
-    keep = tuple(int(name[len("hidden"):]) for name in names if name != "input")
+    keep = {int(name[len("hidden"):]) for name in names if name != "input"}
     if keep:
-        net = res.model()
-        with torch.inference_mode():
-            for i in range(0, len(x), chunk):
-                hs, _ = net.hidden(torch.from_numpy(x[i:i + chunk]), keep)
-                for j, h in zip(keep, hs):
-                    out[f"hidden{j}"][i:i + chunk] = h.numpy()
+        fwd = EvalForward(res.model())
+
+        def store(j: int, h: torch.Tensor) -> None:  # h [rows, width]: rows row0.. of x
+            if j in keep:
+                out[f"hidden{j}"][fwd.row0:fwd.row0 + len(h)] = h.numpy()
+
+        fwd.logits((torch.from_numpy(x[i:i + chunk]) for i in range(0, len(x), chunk)), store)
     return out
 
 
 def model_test_acc(res: RunResult, source: str | None = None) -> float:
     """The trained network's own accuracy on the full test split."""
     x, y = test_set(source, res.config.inputs)
-    net = res.model()
-    with torch.inference_mode():
-        pred = np.concatenate([net(torch.from_numpy(x[i:i + _CHUNK])).argmax(1).numpy() for i in range(0, len(x), _CHUNK)])
-    return accuracy(pred, y)
+    logits = EvalForward(res.model()).logits(torch.from_numpy(x).split(_CHUNK))  # [10000, 10]
+    return accuracy(logits.argmax(1).numpy(), y)
 
 
 # ---------------------------------------------------------------- argument checks shared by the probes

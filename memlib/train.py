@@ -1,11 +1,10 @@
 """One training loop with recorders: `train(config) -> RunResult` of plain arrays, never plots."""
 from __future__ import annotations
 
-import dataclasses
 import functools
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -14,29 +13,11 @@ import torch.nn.functional as F
 
 from . import data as D
 from .config import RunConfig
-from .models import MLP, layer_names, make_optimizer, mlp_for
-from .rng import rng_for, torch_generator
-
-# Per-checkpoint metrics, in this order; checkpoint 0 is the initialization, k the end of epoch k.
-# The five training-set metrics are taken at checkpoint 0 by evaluating the untrained model on min(n_train,
-# eval_size) training examples spread evenly over the subset (init_rows; all of them when eval_size >= n_train) and,
-# for epoch k >= 1, from epoch k's own training pass: each example is scored by the prediction the network
-# made for it when its mini-batch came (before that batch's update), as Keras's logs and the forgetting-events
-# literature do. That costs nothing extra; evaluating the whole training set again after every epoch would cost a
-# third of the training itself. Validation, test and shifted-test accuracy are evaluated with the model at the end of
-# each epoch: the first eval_size validation images, and eval_size test images (a seeded sample, nested with the probe
-# images, see data.test_subsets) with their rotated copies.
-METRICS = (
-    "loss",  # cross-entropy against the labels as given (noisy): epoch k's mean mini-batch loss
-    "train_acc",  # accuracy on the training labels as given
-    "train_acc_clean",  # ... on the examples whose label was left unchanged
-    "train_acc_corrupted_noisy",  # ... on the changed examples, against their noisy labels (memorization)
-    "train_acc_corrupted_true",  # ... on the changed examples, against their true labels
-    "val_acc",
-    "test_acc",
-    "shift_acc",  # test accuracy on the rotated test images
-)
-N_FIT = 5  # METRICS[:N_FIT] describe the training set; the rest are held-out evaluations
+from .data import draw
+from .evaluate import EVAL_CHUNK, EvalForward, evaluate_fit, fit_metrics
+from .models import MLP, make_optimizer, mlp_for
+from .results import ARRAY_FIELDS, METRICS, N_FIT, RunResult  # noqa: F401  (ARRAY_FIELDS: re-exported)
+from .rng import torch_generator
 
 # Every epoch trains on full mini-batches only (as drop_last does): the last n_train mod batch_size examples of the
 # epoch's shuffled order sit that epoch out, so every per-batch statistic averages batches of one size.
@@ -44,78 +25,6 @@ N_FIT = 5  # METRICS[:N_FIT] describe the training set; the rest are held-out ev
 # NOISE: a layer's gradient noise in an epoch is the trace of the covariance of its mini-batch gradients g_b over the
 # epoch's S steps, mean_b ||g_b||^2 - ||mean_b g_b||^2, kept from running sums (no second backward pass). It measures
 # how much the gradient *vector* changes direction and size from batch to batch, unlike the variance of its norm.
-
-
-@dataclass
-class RunResult:
-    """What one run leaves behind: plain NumPy arrays plus the config that made them."""
-
-    config: RunConfig
-    history: dict[str, np.ndarray]  # METRICS name -> [epochs + 1] float64
-    grad_w: np.ndarray  # [steps, depth + 1] float32, L2 norm of each Linear layer's weight gradient per mini-batch
-    grad_b: np.ndarray  # [steps, depth + 1] float32, the same for the biases
-    noise_w: np.ndarray  # [epochs, depth + 1] float64, gradient noise of each layer's weights per epoch (see NOISE)
-    noise_b: np.ndarray  # [epochs, depth + 1] float64, the same for the biases
-    weight_norm: np.ndarray  # [epochs + 1, depth + 1] float64, Frobenius norm of each layer's weight at each checkpoint
-    batch_loss: np.ndarray  # [steps] float32, mini-batch loss before each step
-    step_epoch: np.ndarray  # [steps] int32, epoch (1-based) of each step
-    reps: dict[str, np.ndarray]  # 'hidden{k}' -> [len(rep_epochs), probe_size, width] float16, post-ReLU
-    rep_epochs: np.ndarray  # [C] int32 checkpoints (0 = init) at which reps were taken
-    probe_idx: np.ndarray  # [probe_size] indices into the test split
-    train_idx: np.ndarray  # [n_train] indices into the 50k training split
-    labels: np.ndarray  # [n_train] int64 labels trained on (noisy)
-    true_labels: np.ndarray  # [n_train] int64 original labels
-    corrupted: np.ndarray  # [n_train] bool, label changed by the noise
-    weights: dict[str, np.ndarray]  # final state_dict of the MLP, float32
-    seconds: float = 0.0  # wall time of the training that produced this run (kept when loaded from cache)
-    cached: bool = False  # True when loaded from the cache
-    meta: dict = field(default_factory=dict)  # code version, device, library versions
-    _fit: dict | None = field(default=None, repr=False, compare=False)  # final_fit(), once computed
-
-    @property
-    def epochs_run(self) -> int:
-        """Epochs actually trained (fewer than config.epochs when stop_at ended training early)."""
-        return len(self.history["loss"]) - 1
-
-    @property
-    def layer_names(self) -> list[str]:
-        """Linear layers in network order: hidden1..hidden{depth}, classifier."""
-        return layer_names(self.config.depth)
-
-    def final(self, metric: str) -> float:
-        """The metric for the finished run: a training-set metric of the trained network (final_fit), else the last checkpoint's."""
-        fit = self.final_fit()
-        return fit[metric] if metric in fit else float(self.history[metric][-1])
-
-    def final_fit(self) -> dict[str, float]:
-        """METRICS[:N_FIT] of the trained network on the whole training set, recomputed once from the stored weights.
-
-        history's training-set entries for epochs >= 1 are taken during each epoch's pass, while the network still
-        changes; these are the finished network's own, like for like with the last checkpoint's held-out accuracies.
-        """
-        if self._fit is None:
-            mn = D.load_mnist(self.meta.get("source"))
-            x = torch.from_numpy(D.scale_inputs(mn.x_train[self.train_idx], self.config.inputs))  # [n_train, 784]
-            y, y_true, changed = (torch.from_numpy(np.asarray(a)) for a in (self.labels, self.true_labels, self.corrupted))
-            vals = _evaluate_fit(EvalForward(self.model()), x, y, y_true, changed).double().numpy()
-            self._fit = {m: float(v) for m, v in zip(METRICS[:N_FIT], vals)}
-        return self._fit
-
-    def model(self) -> MLP:
-        """The trained MLP rebuilt from the stored weights (on the CPU)."""
-        net = mlp_for(self.config)
-        net.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in self.weights.items()})
-        return net.eval()
-
-    def summary(self) -> dict:
-        """Final metrics (see final()) and bookkeeping as a flat, JSON-ready dict."""
-        out = {m: (None if np.isnan(v) else round(v, 6)) for m, v in ((m, self.final(m)) for m in METRICS)}
-        out.update(epochs=self.epochs_run, seconds=round(self.seconds, 3), cached=self.cached)
-        return out
-
-
-# The plain arrays a run keeps (the cache stores these, plus history, reps and weights by name).
-ARRAY_FIELDS = tuple(f.name for f in dataclasses.fields(RunResult) if f.type == "np.ndarray")
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -145,37 +54,6 @@ class Prepared:
     probe_idx: np.ndarray
 
 
-@dataclass
-class Drawn:
-    """A run's draws from MNIST, before standardisation: what prepare() builds its tensors from."""
-
-    mnist: D.MNIST
-    train_idx: np.ndarray  # [n_train] indices into the training split
-    labels: np.ndarray  # [n_train] int64 labels as given (noisy)
-    true_labels: np.ndarray
-    corrupted: np.ndarray
-    probe_idx: np.ndarray  # [probe_size] sorted indices into the test split
-    eval_idx: np.ndarray  # [eval_size] sorted indices of the test images evaluated each epoch (nested with probe_idx)
-    shifted: np.ndarray  # [10000, 784] uint8 rotated test images
-
-
-def draw(cfg: RunConfig, source: str | None = None, labels: np.ndarray | None = None) -> Drawn:
-    """Draw the subset, corrupt the labels (or take the given ones), pick the probe images, rotate the test set."""
-    mn = D.load_mnist(source)
-    idx = D.train_subset(cfg.n_train, cfg.seed, len(mn.x_train))
-    true = mn.y_train[idx]
-    noisy, changed = D.corrupt_labels(true, cfg.noise, cfg.noise_kind, rng_for(cfg.seed, "noise"))
-    if labels is not None:
-        labels = np.asarray(labels)
-        if labels.shape != true.shape or not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() >= D.N_CLASSES:
-            raise ValueError(f"labels: expected {len(true)} integer classes in 0..9, got shape {labels.shape}, dtype {labels.dtype}")
-        noisy = labels.astype(np.int64)
-        changed = noisy != true
-    probe, evaluated = D.test_subsets(cfg.probe_size, cfg.eval_size, cfg.seed, len(mn.x_test))
-    shifted = D.shifted_test(cfg.shift_degrees, cfg.seed, source)
-    return Drawn(mn, idx, noisy, true, changed, probe, evaluated, shifted)
-
-
 def to_device(a: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a)).to(device)
 
@@ -202,67 +80,6 @@ def prepare(cfg: RunConfig, device: torch.device, source: str | None = None, lab
                     d.probe_idx)
 
 
-EVAL_CHUNK = 8192  # rows per forward pass when evaluating
-
-
-def _fit_metrics(pred: torch.Tensor, loss: torch.Tensor, y: torch.Tensor, y_true: torch.Tensor,
-                 changed: torch.Tensor) -> torch.Tensor:
-    """METRICS[:N_FIT] from predictions pred [n] on examples with given labels y, true labels y_true, mask changed."""
-    hit_noisy = (pred == y).float()
-    hit_true = (pred == y_true).float()
-    clean = ~changed
-    n_c, n_x = clean.sum().clamp(min=1), changed.sum().clamp(min=1)
-    nan = torch.tensor(float("nan"), device=pred.device)
-    return torch.stack([
-        loss.float(),
-        hit_noisy.mean(),
-        torch.where(clean.any(), (hit_noisy * clean).sum() / n_c, nan),
-        torch.where(changed.any(), (hit_noisy * changed).sum() / n_x, nan),
-        torch.where(changed.any(), (hit_true * changed).sum() / n_x, nan),
-    ])
-
-
-class EvalForward:
-    """The MLP's forward pass for evaluation, writing activations into two buffers reused from call to call.
-
-    A fresh multi-megabyte activation per layer and checkpoint costs page faults (the allocator hands such blocks
-    back to the system when they are freed); reusing the buffers avoids them. The kernels are MLP.forward's own
-    (addmm as in F.linear, then ReLU), so the numbers are the same bits.
-    """
-
-    def __init__(self, model: MLP):
-        self.model = model
-        self._bufs: dict[int, torch.Tensor] = {}
-        self.row0 = 0  # during logits(): the first row (within all the chunks) of the block being computed
-
-    def _buffer(self, slot: int, rows: int, like: torch.Tensor) -> torch.Tensor:
-        """A contiguous [rows, out_features of like] view of slot's reused storage (grown when too small)."""
-        cols = like.shape[0]
-        b = self._bufs.get(slot)
-        if b is None or b.numel() < rows * cols:
-            b = self._bufs[slot] = torch.empty(rows * self.model.width, dtype=like.dtype, device=like.device)
-        return b[: rows * cols].view(rows, cols)
-
-    @torch.no_grad()
-    def logits(self, chunks, on_hidden: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
-        """Logits [sum of rows, 10] of the blocks of inputs chunks (each [rows, 784]); on_hidden(j, h) sees each hidden
-        layer's post-ReLU activation h [rows, width] (j = 1..depth) while it is valid; self.row0 is then its block's
-        first row."""
-        *hidden, last = self.model.layers
-        outs, self.row0 = [], 0
-        for c in chunks:  # one block at a time
-            h = c
-            for j, layer in enumerate(hidden, start=1):
-                dst = self._buffer(j % 2, len(c), layer.weight)
-                torch.addmm(layer.bias, h, layer.weight.t(), out=dst).relu_()
-                if on_hidden is not None:
-                    on_hidden(j, dst)
-                h = dst
-            outs.append(torch.addmm(last.bias, h, last.weight.t()))  # [rows, 10]
-            self.row0 += len(c)
-        return outs[0] if len(outs) == 1 else torch.cat(outs)
-
-
 def _held_out_metrics(fwd: EvalForward, p: Prepared, on_hidden=None) -> torch.Tensor:
     """val_acc, test_acc, shift_acc as a [3] tensor from one forward pass (no host sync): over p.x_eval when on_hidden
     wants the probe rows, else over the scored rows alone."""
@@ -271,12 +88,6 @@ def _held_out_metrics(fwd: EvalForward, p: Prepared, on_hidden=None) -> torch.Te
     else:
         pred = fwd.logits(p.x_eval.split(EVAL_CHUNK), on_hidden).argmax(1)[p.eval_rows]  # [3k]
     return (pred == p.y_eval).float().view(3, -1).mean(1)
-
-
-def _evaluate_fit(fwd: EvalForward, x: torch.Tensor, y: torch.Tensor, y_true: torch.Tensor, changed: torch.Tensor) -> torch.Tensor:
-    """METRICS[:N_FIT] of the model as it stands, on the whole training set x [n, 784]."""
-    logits = fwd.logits(x.split(EVAL_CHUNK))  # [n, 10]
-    return _fit_metrics(logits.argmax(1), F.cross_entropy(logits, y), y, y_true, changed)
 
 
 def _rep_checkpoints(cfg: RunConfig) -> list[int]:
@@ -359,11 +170,11 @@ class Recorder:
         self.model.eval()
         if epoch == 0:  # the untrained network on init_rows of the training set
             r = self.init_rows
-            self.hist[0, :N_FIT] = _evaluate_fit(self.fwd, p.x[r], p.y[r], self.y_true[r], self.changed[r])
+            self.hist[0, :N_FIT] = evaluate_fit(self.fwd, p.x[r], p.y[r], self.y_true[r], self.changed[r])
         else:
             loss = batch_loss.double().mean()  # batches of one size: the mean over the examples that trained
             i = perm[: self.seen]
-            self.hist[epoch, :N_FIT] = _fit_metrics(self.pass_pred, loss, p.y[i], self.y_true[i], self.changed[i])
+            self.hist[epoch, :N_FIT] = fit_metrics(self.pass_pred, loss, p.y[i], self.y_true[i], self.changed[i])
         due = epoch in self.rep_at and self.keep  # the probe representations come from the same pass
         self.hist[epoch, N_FIT:] = _held_out_metrics(self.fwd, p, self.keeper(self.rep_at.index(epoch)) if due else None)
         weights = [layer.weight.detach() for layer in self.model.layers]

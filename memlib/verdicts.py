@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import analysis as A
-from .train import RunResult
+from .results import RunResult
 
 OUTCOMES = ("supported", "partly supported", "not supported at this scale")
 DECISION = ("A check holds when its effect has the claimed sign in every seed and its mean exceeds the seed-to-seed "

@@ -14,6 +14,19 @@ TINY = dict(n_train=256, epochs=2, depth=2, width=16, probe_size=50, eval_size=2
 ARRAYS = ARRAY_FIELDS
 
 
+def hidden_ref(model, x):
+    """The reference for every evaluation pass: (post-ReLU activation of each hidden layer, logits), layer by layer."""
+    import torch
+
+    reps = []
+    with torch.no_grad():
+        *hidden, last = model.layers
+        for layer in hidden:
+            x = torch.relu(layer(x))
+            reps.append(x)
+        return reps, last(x)
+
+
 def tiny(**changes) -> RunConfig:
     """The tiny config with some fields changed."""
     return RunConfig(**{**TINY, **changes})

@@ -40,21 +40,6 @@ def test_bad_shape(depth, width):
         MLP(depth, width)
 
 
-def test_hidden_matches_forward():
-    """hidden() returns the post-ReLU activations of the kept layers and the same logits as forward()."""
-    m = MLP(3, 8, generator=gen())
-    x = torch.randn(4, 784, generator=torch.Generator().manual_seed(0))
-    reps, logits = m.hidden(x)
-    assert len(reps) == 3 and all(r.shape == (4, 8) and (r >= 0).all() for r in reps)
-    assert torch.equal(logits, m(x))
-    # independent recomputation of layer 2
-    h = torch.relu(m.layers[1](torch.relu(m.layers[0](x))))
-    assert torch.allclose(reps[1], h)
-    kept, logits2 = m.hidden(x, keep=(1, 3))
-    assert len(kept) == 2 and torch.equal(kept[0], reps[0]) and torch.equal(kept[1], reps[2])
-    assert torch.equal(logits2, logits)
-
-
 @pytest.mark.parametrize("init", INITS)
 def test_init_is_fixed_by_the_generator(init):
     """The same generator seed gives identical weights; another seed different ones; biases are zero (except torch's

@@ -18,6 +18,8 @@ from memlib.probes import (MASC, PROBES, LinearProbe, NearestClassMean, activati
                            probe_layers, representation_layers, train_set)
 from memlib.probes import test_set as split_test
 
+from helpers import hidden_ref  # tests/ is on sys.path under pytest
+
 TINY_PAIRS = ["n_train=300", "epochs=2", "depth=2", "width=16", "probe_size=20", "eval_size=100", "batch_size=50",
               "noise=0.4", "noise_kind=uniform", "device=cpu"]
 
@@ -253,7 +255,7 @@ def test_activations_layers_and_values(tiny_run):
     assert list(acts) == ["input", "hidden2"]  # network order, whatever the request's order
     assert np.array_equal(acts["input"], x[:50])  # uint8 is standardised; floats are taken as standardised
     with torch.no_grad():
-        hs, _ = tiny_run.model().hidden(torch.from_numpy(x[:50]))
+        hs, _ = hidden_ref(tiny_run.model(), torch.from_numpy(x[:50]))
     assert np.allclose(acts["hidden2"], hs[1].numpy(), atol=1e-6) and (acts["hidden2"] >= 0).all()
     both = activations(tiny_run, raw.reshape(50, 28, 28), chunk=7)
     assert np.allclose(both["hidden1"], hs[0].numpy(), atol=1e-6)

@@ -15,7 +15,7 @@ from memlib.models import MLP, layer_names
 from memlib.rng import rng_for, torch_generator
 from memlib.train import METRICS, EvalForward, RunResult, pick_device, train
 
-from helpers import assert_same_result, tiny  # tests/ is on sys.path under pytest
+from helpers import assert_same_result, hidden_ref, tiny  # tests/ is on sys.path under pytest
 
 
 @pytest.fixture(scope="module")
@@ -153,11 +153,11 @@ def test_evaluated_and_probe_images_nest():
 def test_probe_representations_match_the_model_at_either_nesting(probe_size, eval_size, chunk, monkeypatch):
     """Representations taken from the shared pass equal the model's own on the probe images, whichever set is larger
     and however the pass is cut into blocks (chunk 37 splits the probe rows across blocks)."""
-    monkeypatch.setattr(sys.modules["memlib.train"], "EVAL_CHUNK", chunk)
+    monkeypatch.setattr(sys.modules["memlib.train"], "EVAL_CHUNK", chunk)  # the name train() splits by
     cfg = tiny(probe_size=probe_size, eval_size=eval_size, rep_epochs="ends")
     res = train(cfg)
     mn = D.load_mnist()
-    hs, _ = res.model().hidden(torch.from_numpy(D.standardize(mn.x_test[res.probe_idx])))
+    hs, _ = hidden_ref(res.model(), torch.from_numpy(D.standardize(mn.x_test[res.probe_idx])))
     for j, h in enumerate(hs, start=1):
         np.testing.assert_allclose(res.reps[f"hidden{j}"][-1].astype(np.float32), h.detach().numpy(), rtol=2e-3, atol=1e-3)
     t = evaluated_test(cfg)
@@ -197,7 +197,7 @@ def test_initial_checkpoint_matches_the_initial_model():
         assert res.history["test_acc"][0] == pytest.approx(acc(mn.x_test[t], mn.y_test[t]), abs=1e-6)
         shifted = D.shifted_test(cfg.shift_degrees, cfg.seed)[t]
         assert res.history["shift_acc"][0] == pytest.approx(acc(shifted, mn.y_test[t]), abs=1e-6)
-        hs, _ = model.hidden(torch.from_numpy(D.standardize(mn.x_test[res.probe_idx])))
+        hs, _ = hidden_ref(model, torch.from_numpy(D.standardize(mn.x_test[res.probe_idx])))
     for j, h in enumerate(hs, start=1):
         np.testing.assert_allclose(res.reps[f"hidden{j}"][0].astype(np.float32), h.numpy(), rtol=2e-3, atol=1e-3)
 
@@ -244,11 +244,11 @@ def test_final_fit_is_computed_once_and_survives_the_cache(memlib_cache):
 
 @pytest.mark.parametrize("depth,width,rows,chunk", [(4, 256, 3000, 1024), (2, 16, 50, 7), (1, 1, 3, 3), (3, 64, 10, 100)])
 def test_eval_forward_gives_the_models_own_bits(depth, width, rows, chunk):
-    """EvalForward (reused buffers) gives exactly the bits of MLP.forward and MLP.hidden on the same blocks of rows."""
+    """EvalForward (reused buffers) gives exactly the bits of MLP.forward and of the layer-by-layer reference on the same blocks of rows."""
     model = MLP(depth, width, "he", torch_generator(3, "init"))
     x = torch.randn(rows, 784, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        ref, (hs, _) = model(x), model.hidden(x)
+        ref, (hs, _) = model(x), hidden_ref(model, x)
         ref_chunked = torch.cat([model(c) for c in x.split(chunk)])
     fwd, seen = EvalForward(model), {}
     fwd.logits([x[:1]])  # buffers sized by an earlier, smaller call are grown, not misused
@@ -342,7 +342,7 @@ def test_model_reproduces_weights_and_predictions(noisy_run):
     mn = D.load_mnist()
     x = torch.from_numpy(D.standardize(mn.x_test[res.probe_idx]))
     with torch.no_grad():
-        hs, _ = m.hidden(x)
+        hs, _ = hidden_ref(m, x)
     for j, h in enumerate(hs, start=1):
         np.testing.assert_allclose(res.reps[f"hidden{j}"][-1].astype(np.float32), h.numpy(), rtol=2e-3, atol=1e-3)
 

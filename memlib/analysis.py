@@ -4,9 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats
 
 from .results import RunResult
-
 
 # ---------------------------------------------------------------- gradients
 
@@ -183,29 +183,19 @@ def peak(res: RunResult, metric: str = "val_acc") -> tuple[int, float]:
 # ---------------------------------------------------------------- statistics over seeds
 
 
-def rankdata(a: np.ndarray) -> np.ndarray:
-    """Ranks starting at 1, ties given their average rank."""
-    a = np.asarray(a, dtype=np.float64)
-    order = np.argsort(a, kind="mergesort")
-    ranks = np.empty(len(a))
-    ranks[order] = np.arange(1, len(a) + 1)
-    for v in np.unique(a):
-        tie = a == v
-        if tie.sum() > 1:
-            ranks[tie] = ranks[tie].mean()
-    return ranks
+def rankdata(a) -> np.ndarray:
+    """Ranks starting at 1, ties given their average rank (scipy.stats.rankdata)."""
+    return stats.rankdata(np.asarray(a, dtype=np.float64))
 
 
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman rank correlation of two equally long sequences (nan when either is constant)."""
-    a, b = np.asarray(a), np.asarray(b)
+def spearman(a, b) -> float:
+    """Spearman rank correlation of two equally long sequences (nan when either is constant; scipy.stats)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
         raise ValueError(f"shapes {a.shape} and {b.shape}: expected two 1-D sequences of the same length >= 2")
-    ra, rb = rankdata(a), rankdata(b)
-    ra -= ra.mean()
-    rb -= rb.mean()
-    den = np.sqrt((ra**2).sum() * (rb**2).sum())
-    return float((ra * rb).sum() / den) if den > 0 else float("nan")
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(stats.spearmanr(a, b).statistic)
 
 
 @dataclass(frozen=True)

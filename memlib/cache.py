@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import functools
 import hashlib
 import json
@@ -14,7 +13,8 @@ import numpy as np
 import torch
 
 from .config import RunConfig
-from .data import MNIST_DIR_ENV, atomic_write, cache_dir
+from .data import MNIST_DIR_ENV, cache_dir
+from .files import atomic_write, locked
 from .results import RunResult, from_arrays, to_arrays
 from .train import train
 
@@ -85,7 +85,7 @@ def run(cfg: RunConfig, *, cache: bool = True, source: str | None = None, labels
         got = _try_load(cfg, path)
         if got is not None:
             return got
-    with _locked(path):  # another process may be training the same config: wait for it
+    with locked(path):  # another process may be training the same config: wait for it
         if path.exists():
             got = _try_load(cfg, path)
             if got is not None:
@@ -110,22 +110,6 @@ def _try_load(cfg: RunConfig, path: Path) -> RunResult | None:
         warnings.warn(f"cached run {path.name} is damaged ({why}); retraining it", DamagedCacheWarning, stacklevel=3)
         path.unlink(missing_ok=True)
         return None
-
-
-class _locked:
-    """An exclusive advisory lock on path + '.lock' (released on exit)."""
-
-    def __init__(self, path: Path):
-        self.lock = path.with_name(path.name + ".lock")
-
-    def __enter__(self):
-        self.lock.parent.mkdir(parents=True, exist_ok=True)
-        self.fd = open(self.lock, "w")
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-
-    def __exit__(self, *exc):
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
-        self.fd.close()
 
 
 def run_many(cfgs, **kw) -> list[RunResult]:

@@ -20,8 +20,8 @@ from . import data as D
 from . import probes as PR
 from .config import INITS, OPTIMIZERS, RunConfig
 from .models import MLP, N_CLASSES, N_INPUT, layer_names, make_optimizer
-from .rng import torch_generator
 from .results import RunResult
+from .rng import torch_generator
 from .train import prepare, steps_per_epoch, train
 
 CPU = torch.device("cpu")
@@ -106,11 +106,11 @@ def outer_product_check(cfg: RunConfig) -> dict:
     model, hs, zs, _, one = _one_example(cfg)
     delta = [z.grad[0].double() for z in zs]  # delta_l [n_out] = dLoss/dz_l
     h = [a.detach()[0].double() for a in hs]  # h_{l-1} [n_in], the layer's input
-    product = [float(d.norm() * v.norm()) for d, v in zip(delta, h)]
-    outer = [torch.outer(d, v) for d, v in zip(delta, h)]  # [n_out, n_in] each
+    product = [float(d.norm() * v.norm()) for d, v in zip(delta, h, strict=True)]
+    outer = [torch.outer(d, v) for d, v in zip(delta, h, strict=True)]  # [n_out, n_in] each
     autograd = [float(layer.weight.grad.norm()) for layer in model.layers]
     outer_diff = max(float((o - layer.weight.grad.double()).norm() / layer.weight.grad.double().norm())
-                     for o, layer in zip(outer, model.layers))
+                     for o, layer in zip(outer, model.layers, strict=True))
     recorded = train(one).grad_w[0].astype(np.float64).tolist()  # [depth + 1] the library's record of that step
     return {"layers": layer_names(cfg.depth), "delta_norm": [float(d.norm()) for d in delta],
             "input_norm": [float(v.norm()) for v in h], "product": product, "autograd": autograd, "recorded": recorded,
@@ -126,7 +126,7 @@ def per_example_trace(model: MLP, x: torch.Tensor, y: torch.Tensor) -> tuple[flo
     model.zero_grad(set_to_none=True)
     hs, zs = forward_parts(model, x)
     F.cross_entropy(zs[-1], y, reduction="sum").backward()  # z.grad rows = each example's own delta
-    sq = sum(z.grad.double().square().sum(1) * (h.detach().double().square().sum(1) + 1.0) for z, h in zip(zs, hs))  # [N]
+    sq = sum(z.grad.double().square().sum(1) * (h.detach().double().square().sum(1) + 1.0) for z, h in zip(zs, hs, strict=True))  # [N]
     mean = flat_grad(model) / len(x)  # [n_params] the mean-loss gradient
     return float(sq.mean() - mean.square().sum()), mean
 
@@ -172,21 +172,21 @@ def backprop_product_check(cfg: RunConfig) -> dict:
     d_out = p / p.sum() - np.eye(N_CLASSES)[y]  # [10] dLoss/dlogits
     deltas = [d_out]  # classifier first, then backwards
     J = np.eye(N_CLASSES)  # [n_l, 10] the product so far
-    for l in range(cfg.depth - 1, -1, -1):  # hidden layers, last to first
-        mask = (z[l] > 0).astype(np.float64)  # [width] diagonal of D_l
-        J = mask[:, None] * (W[l + 1].T @ J)
+    for k in range(cfg.depth - 1, -1, -1):  # hidden layers, last to first
+        mask = (z[k] > 0).astype(np.float64)  # [width] diagonal of D_l
+        J = mask[:, None] * (W[k + 1].T @ J)
         deltas.append(J @ d_out)
     deltas = deltas[::-1]  # network order: hidden1 .. classifier
     autograd = [a.grad[0].double().numpy() for a in zs]
     in_norms = [float(np.linalg.norm(a.detach()[0].double().numpy())) for a in hs]
     norms = [float(np.linalg.norm(d)) for d in deltas]
-    grad_norms = [n * m for n, m in zip(norms, in_norms)]
+    grad_norms = [n * m for n, m in zip(norms, in_norms, strict=True)]
     recorded = train(one).grad_w[0].astype(np.float64).tolist()
     sv = np.linalg.svd(J, compute_uv=False)  # singular values of the whole product, [10]
     return {"layers": layer_names(cfg.depth), "delta_norm": norms,
-            "gain": [norms[l] / norms[l + 1] for l in range(cfg.depth)],  # ||delta_l|| / ||delta_{l+1}||
+            "gain": [norms[k] / norms[k + 1] for k in range(cfg.depth)],  # ||delta_l|| / ||delta_{l+1}||
             "delta_vs_autograd": max(float(np.linalg.norm(d - a) / max(np.linalg.norm(a), 1e-30))
-                                     for d, a in zip(deltas, autograd)),
+                                     for d, a in zip(deltas, autograd, strict=True)),
             "grad_norm": grad_norms, "recorded": recorded, "grad_vs_recorded": _rel(grad_norms, recorded),
             "product_sv_max": float(sv.max()), "product_sv_min": float(sv.min())}
 
@@ -269,11 +269,11 @@ def first_step_check(cfg: RunConfig) -> dict:
         F.cross_entropy(model(x), y).backward()
         grads = [layer.weight.grad.detach().double() for layer in model.layers]
         opt.step()
-        steps = [layer.weight.detach().double() - w0 for layer, w0 in zip(model.layers, before)]
+        steps = [layer.weight.detach().double() - w0 for layer, w0 in zip(model.layers, before, strict=True)]
         formula = [-lr * g / (g.abs() + ADAM_EPS) if name == "adam" else -lr * g for g in grads]
-        diffs += [float((s - f).norm() / f.norm()) for s, f in zip(steps, formula)]
+        diffs += [float((s - f).norm() / f.norm()) for s, f in zip(steps, formula, strict=True)]
         out[name] = {"lr": lr, "update": [float(s.norm()) for s in steps], "formula": [float(f.norm()) for f in formula],
-                     "relative": [float(s.norm() / w0.norm()) for s, w0 in zip(steps, before)],
+                     "relative": [float(s.norm() / w0.norm()) for s, w0 in zip(steps, before, strict=True)],
                      "grad": [float(g.norm()) for g in grads]}
     return {"layers": layer_names(cfg.depth), "optimizers": out, "max_rel_diff": max(diffs)}
 

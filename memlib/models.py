@@ -34,7 +34,7 @@ class MLP(nn.Module):
             raise ValueError(f"{shape}: both must be >= 1 (one width per hidden layer)")
         sizes = [N_INPUT, *widths, N_CLASSES]
         # skip_init: nn.Linear's own initialization would draw from torch's global RNG
-        self.layers = nn.ModuleList(skip_init(nn.Linear, a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.layers = nn.ModuleList(skip_init(nn.Linear, a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True))
         self.depth, self.widths = depth, widths
         self.width = max(widths)  # the widest hidden layer (evaluation buffers are this wide)
         if generator is None:  # never the global RNG: a fixed stream instead

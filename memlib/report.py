@@ -51,9 +51,9 @@ class Table:
         return f'<table class="memlib-table"><thead><tr>{h}</tr></thead><tbody>{body}</tbody></table>'
 
     def __repr__(self):
-        cols = list(zip(self.head, *self.rows))
+        cols = list(zip(self.head, *self.rows, strict=True))
         w = [max(len(c) for c in col) for col in cols]
-        return "\n".join("  ".join(c.ljust(n) for c, n in zip(r, w)).rstrip() for r in [self.head, *self.rows])
+        return "\n".join("  ".join(c.ljust(n) for c, n in zip(r, w, strict=True)).rstrip() for r in [self.head, *self.rows])
 
 
 def setup_table(cfg: RunConfig, mode: str, varied: str = "", **extra) -> Table:

@@ -87,7 +87,7 @@ class RunResult:
             x = torch.from_numpy(D.scale_inputs(mn.x_train[self.train_idx], self.config.inputs))  # [n_train, 784]
             y, y_true, changed = (torch.from_numpy(np.asarray(a)) for a in (self.labels, self.true_labels, self.corrupted))
             vals = evaluate_fit(EvalForward(self.model()), x, y, y_true, changed).double().numpy()
-            self._fit = {m: float(v) for m, v in zip(METRICS[:N_FIT], vals)}
+            self._fit = {m: float(v) for m, v in zip(METRICS[:N_FIT], vals, strict=True)}
         return self._fit
 
     def model(self) -> MLP:

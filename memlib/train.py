@@ -269,7 +269,7 @@ def train(cfg: RunConfig, source: str | None = None, labels: np.ndarray | None =
         perm = torch.randperm(n, generator=gen).to(device)
         first, losses = step, []
         torch._foreach_zero_(gsum)
-        for i, pred in zip(perm[: rec.seen].split(bs), pred_rows):
+        for i, pred in zip(perm[: rec.seen].split(bs), pred_rows, strict=True):
             logits = model(p.x.index_select(0, i))  # [B, 10]
             loss = F.cross_entropy(logits, p.y.index_select(0, i))
             torch.argmax(logits.detach(), 1, out=pred)  # each example scored as it trains

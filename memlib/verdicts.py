@@ -106,7 +106,7 @@ def _log(x) -> float:
 
 def _paired(groups: dict, a, b, fn) -> tuple[float, ...]:
     """fn(run of a, run of b) for each seed (the runs of two conditions, paired by seed)."""
-    return tuple(fn(x, y) for x, y in zip(groups[a], groups[b]))
+    return tuple(fn(x, y) for x, y in zip(groups[a], groups[b], strict=True))
 
 
 def _mean(values) -> str:
@@ -318,7 +318,7 @@ def memorization(groups: dict[float, list[RunResult]]) -> Verdict:
         return r.final("train_acc") - r.final("test_acc")
 
     n = len(groups[hi])
-    widen = tuple(min(gap(groups[b][s]) - gap(groups[a][s]) for a, b in zip(noises, noises[1:])) for s in range(n))
+    widen = tuple(min(gap(groups[b][s]) - gap(groups[a][s]) for a, b in zip(noises, noises[1:], strict=True)) for s in range(n))
     lead, fall = [], []
     for r in groups[hi]:
         e, _ = A.peak(r, "val_acc")  # the epoch is chosen on validation
@@ -466,12 +466,12 @@ def dataset_shift(groups: dict[float, list[RunResult]]) -> Verdict:
     def rel_drop(r):
         return 1 - r.final("shift_acc") / r.final("test_acc")
 
-    matched = [_matched_drop(c, z) for c, z in zip(groups[lo], groups[hi])]
+    matched = [_matched_drop(c, z) for c, z in zip(groups[lo], groups[hi], strict=True)]
     checks = [
         Check(f"rotated-test accuracy, {lo:.0%} minus {hi:.0%} noise",
               _paired(groups, lo, hi, lambda a, b: a.final("shift_acc") - b.final("shift_acc"))),
         Check(f"relative rotation drop at {hi:.0%} minus the clean run's at matched validation accuracy",
-              tuple(rel_drop(z) - m[0] for z, m in zip(groups[hi], matched))),
+              tuple(rel_drop(z) - m[0] for z, m in zip(groups[hi], matched, strict=True))),
     ]
     extra = {f"rotated-test accuracy, {k:.0%}": _mean([r.final("shift_acc") for r in groups[k]]) for k in (lo, hi)}
     extra[f"relative drop (1 - rotated / test), {hi:.0%}"] = _mean([rel_drop(r) for r in groups[hi]])

@@ -184,7 +184,7 @@ def static_explorer(grid: dict, controls: dict[str, list], draw: Draw, width: fl
         for ax in axes:
             ax.clear()
         draw(axes, grid[key_])
-        setting = ", ".join(f"{n} {_label(n, v)}" for n, v in zip(names, key_))
+        setting = ", ".join(f"{n} {_label(n, v)}" for n, v in zip(names, key_, strict=True))
         alts.append(f"{alt_text(fig)} Setting: {setting}.")
         img = W.Image(value=_png(fig), format="png", layout=W.Layout(max_width=f"{int(100 * width * ncols)}px"))
         img.add_class(f"memlib-grid-{len(alts) - 1}")

@@ -5,10 +5,9 @@ import os
 from pathlib import Path
 
 import pytest
+from helpers import seed_cache, tiny
 
 import memlib.data as D
-
-from helpers import seed_cache, tiny
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -6,12 +6,11 @@ import warnings
 
 import numpy as np
 import pytest
+from helpers import assert_same_result, tiny  # tests/ is on sys.path under pytest
 
 import memlib.cache as C
 import memlib.data as D
 from memlib.train import RunResult, train
-
-from helpers import assert_same_result, tiny  # tests/ is on sys.path under pytest
 
 
 @pytest.fixture(scope="module")

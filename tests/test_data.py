@@ -282,7 +282,7 @@ def test_pickle_of_arrays_loads_losslessly(tmp_path):
     path = tmp_path / "mnist.pkl.gz"
     _write_pickle(path, splits)
     mn = D.read_mnist_pickle(path, sha256=None)
-    for (x, y), xo, yo in zip(splits, (mn.x_train, mn.x_val, mn.x_test), (mn.y_train, mn.y_val, mn.y_test)):
+    for (x, y), xo, yo in zip(splits, (mn.x_train, mn.x_val, mn.x_test), (mn.y_train, mn.y_val, mn.y_test), strict=True):
         assert xo.dtype == np.uint8 and xo.shape == (4, 784)
         assert np.array_equal(xo.astype(np.float32) / 256, x)  # lossless round trip
         assert set(np.unique(xo)) == set(range(256))
@@ -350,7 +350,7 @@ def _write_idx_folder(root, sub, gz, data):
     folder = root / sub
     folder.mkdir(parents=True, exist_ok=True)
     for stem, arr in zip(("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-                          "t10k-labels-idx1-ubyte"), data):
+                          "t10k-labels-idx1-ubyte"), data, strict=True):
         raw = _idx(arr)
         if gz:
             (folder / (stem + ".gz")).write_bytes(gzip.compress(raw, compresslevel=1))

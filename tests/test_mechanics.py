@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import tiny
 
 import memlib.data as D
 from memlib import analysis as A
@@ -17,8 +18,6 @@ from memlib import probes as PR
 from memlib.models import MLP
 from memlib.rng import torch_generator
 from memlib.train import train
-
-from helpers import tiny
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -56,7 +55,7 @@ def test_small_config_keeps_the_network_and_the_seed():
     assert small.n_train == 32 and small.epochs == 1 and small.rep_epochs == "none" and small.device == "cpu"
     net = M.initial_model(cfg)
     ref = MLP(cfg.depth, cfg.width, cfg.init, torch_generator(cfg.seed, "init"))
-    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), ref.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), ref.state_dict().values(), strict=True))
 
 
 def test_training_images_are_the_ones_train_uses():
@@ -190,7 +189,7 @@ def test_first_step_matches_plain_torch_optimizers():
         opt = opt_of(net.parameters())
         F.cross_entropy(net(x), y).backward()
         opt.step()
-        steps = [float((layer.weight.detach() - w).norm()) for layer, w in zip(net.layers, before)]
+        steps = [float((layer.weight.detach() - w).norm()) for layer, w in zip(net.layers, before, strict=True)]
         np.testing.assert_allclose(c["optimizers"][name]["update"], steps, rtol=1e-4, err_msg=name)
     adam = c["optimizers"]["adam"]
     sizes = [layer.weight.numel() for layer in M.initial_model(cfg).layers]

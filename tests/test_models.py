@@ -45,7 +45,7 @@ def test_init_is_fixed_by_the_generator(init):
     """The same generator seed gives identical weights; another seed different ones; biases are zero (except torch's
     own default, which draws them like the weights)."""
     a, b, c = (MLP(2, 32, init, gen(s)) for s in (0, 0, 1))
-    for la, lb, lc in zip(a.layers, b.layers, c.layers):
+    for la, lb, lc in zip(a.layers, b.layers, c.layers, strict=True):
         assert torch.equal(la.weight, lb.weight) and torch.equal(la.bias, lb.bias)
         assert not torch.equal(la.weight, lc.weight)
         assert (torch.count_nonzero(la.bias) == 0) == (init != "torch")

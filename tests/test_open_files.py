@@ -137,7 +137,7 @@ def test_binder_postbuild(tmp_path):
     for path in sorted((ROOT / "chapters").glob("*.ipynb")):
         before = nbformat.read(path, as_version=4)
         after = nbformat.read(tmp_path / "chapters" / path.name, as_version=4)
-        changed = [(a.source, b.source) for a, b in zip(before.cells, after.cells) if a.source != b.source]
+        changed = [(a.source, b.source) for a, b in zip(before.cells, after.cells, strict=True) if a.source != b.source]
         assert len(before.cells) == len(after.cells) and len(changed) == 1, path.name
         old, new = changed[0]
         assert re.search(r'^mode = "quick"', new, re.M) and new == re.sub(r'^mode = "\w+"', 'mode = "quick"', old,

@@ -9,16 +9,25 @@ import sys
 import numpy as np
 import pytest
 import torch
+from helpers import hidden_ref  # tests/ is on sys.path under pytest
 
 import memlib.data as D
 from memlib.cache import run
 from memlib.cli import main
 from memlib.config import RunConfig
-from memlib.probes import (MASC, PROBES, LinearProbe, NearestClassMean, activations, check_layers, model_test_acc,
-                           probe_layers, representation_layers, train_set)
+from memlib.probes import (
+    MASC,
+    PROBES,
+    LinearProbe,
+    NearestClassMean,
+    activations,
+    check_layers,
+    model_test_acc,
+    probe_layers,
+    representation_layers,
+    train_set,
+)
 from memlib.probes import test_set as split_test
-
-from helpers import hidden_ref  # tests/ is on sys.path under pytest
 
 TINY_PAIRS = ["n_train=300", "epochs=2", "depth=2", "width=16", "probe_size=20", "eval_size=100", "batch_size=50",
               "noise=0.4", "noise_kind=uniform", "device=cpu"]

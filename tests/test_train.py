@@ -8,14 +8,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import assert_same_result, hidden_ref, tiny  # tests/ is on sys.path under pytest
 
 import memlib.data as D
 from memlib.config import INITS, OPTIMIZERS, RunConfig
 from memlib.models import MLP, layer_names
 from memlib.rng import rng_for, torch_generator
 from memlib.train import METRICS, EvalForward, RunResult, pick_device, train
-
-from helpers import assert_same_result, hidden_ref, tiny  # tests/ is on sys.path under pytest
 
 
 @pytest.fixture(scope="module")

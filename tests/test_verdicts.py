@@ -33,7 +33,7 @@ def fake(seed=0, depth=4, width=8, epochs=10, steps=4, mean=None, nsr=1.0, wnorm
     history = {m: np.linspace(0.1, 0.9, E + 1) for m in METRICS}
     history.update({k: np.asarray(v, float) * _jitter(seed, 0.002) for k, v in (hist or {}).items()})
     weights = {}
-    for i, (a, b) in enumerate(zip([784] + [width] * depth, [width] * depth + [10])):
+    for i, (a, b) in enumerate(zip([784] + [width] * depth, [width] * depth + [10], strict=True)):
         weights[f"layers.{i}.weight"] = np.zeros((b, a), np.float32)
         weights[f"layers.{i}.bias"] = np.zeros(b, np.float32)
     reps = {}
@@ -180,7 +180,7 @@ def test_ch5_optimizer_flow():
 
 
 def _fixed_final(runs, train_acc):
-    for r, t in zip(runs, train_acc):
+    for r, t in zip(runs, train_acc, strict=True):
         r._fit = {"loss": 1.0, "train_acc": t, "train_acc_clean": t, "train_acc_corrupted_noisy": t, "train_acc_corrupted_true": t}
     return runs
 
@@ -292,7 +292,7 @@ def test_ch8_gradient_variance_drift():
 
 def table(net, inp, hidden_test, hidden_val):
     layers = {"input": {"masc_corrupted": inp, "masc_corrupted_val": inp}}
-    for i, (t, v) in enumerate(zip(hidden_test, hidden_val), start=1):
+    for i, (t, v) in enumerate(zip(hidden_test, hidden_val, strict=True), start=1):
         layers[f"hidden{i}"] = {"masc_corrupted": t, "masc_corrupted_val": v}
     return {"model_test_acc": net, "layers": layers}
 

@@ -9,9 +9,9 @@ import pytest
 from memlib import plots as P
 from memlib import report as R
 from memlib import verdicts as V
-from memlib.verdicts import OUTCOMES
 from memlib.cache import run, sweep
 from memlib.modes import base_config, scale
+from memlib.verdicts import OUTCOMES
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,36 @@
+"""memlib.files: whole-or-nothing writes and the lock between processes."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from filelock import Timeout
+
+from memlib.files import atomic_write_text, locked
+
+
+def test_atomic_write_text_writes_whole_and_leaves_no_temporary(tmp_path):
+    path = tmp_path / "a" / "b.txt"
+    atomic_write_text(path, "héllo\n")
+    assert path.read_text(encoding="utf-8") == "héllo\n"
+    assert [p.name for p in path.parent.iterdir()] == ["b.txt"]
+
+
+def test_lock_excludes_another_process_until_released(tmp_path):
+    """While one process holds the lock a second cannot take it; once released, it can."""
+    target = tmp_path / "run.npz"
+    probe = (f"import sys; sys.path.insert(0, {str(tmp_path)!r})\n"
+             "from filelock import Timeout\nfrom memlib.files import locked\n"
+             f"try:\n    locked({str(target)!r}).acquire(timeout=0.2)\n    print('took')\n"
+             "except Timeout:\n    print('blocked')\n")
+    take = lambda: subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()  # noqa: E731
+    with locked(target):
+        assert take() == "blocked"
+    assert take() == "took"
+
+
+def test_lock_times_out_in_the_same_process_too(tmp_path):
+    with locked(tmp_path / "x"):
+        with pytest.raises(Timeout):
+            locked(tmp_path / "x").acquire(timeout=0.1)

@@ -97,8 +97,8 @@ def test_jupyterlab_myst_is_pinned_and_installed():
 
 # --------------------------------------------------------------------------- Binder
 
-BOOK_ONLY = {"jupyter-book", "sphinx", "myst-nb", "sphinx-book-theme", "sphinxcontrib-bibtex", "pytest", "nbval",
-             "playwright"}
+BOOK_ONLY = {"jupyter-book", "sphinx", "myst-nb", "sphinx-book-theme", "sphinxcontrib-bibtex", "docutils",
+             "sphinx-external-toc", "pytest", "nbval", "playwright", "ruff"}
 
 
 def test_binder_requirements():

@@ -26,8 +26,9 @@ ALL_SLUGS = [f"{i:02d}-{s}" for i, s in enumerate(
 
 
 def verdict(slug, outcome, holds, numbers, mode="quick", note=""):
+    """A verdict's JSON as memlib.verdicts.Verdict.to_dict writes it ('order': the numbers' display order)."""
     return {"claim": f"claim of {slug}", "rule": f"rule of {slug}: x < y", "holds": holds, "numbers": numbers,
-            "note": note, "outcome": outcome, "chapter": slug, "mode": mode}
+            "order": list(numbers), "note": note, "outcome": outcome, "chapter": slug, "mode": mode}
 
 
 def write_chapter(folder: Path, slug: str, v: dict | None, title: str | None = None) -> None:
@@ -36,7 +37,7 @@ def write_chapter(folder: Path, slug: str, v: dict | None, title: str | None = N
              nbformat.v4.new_markdown_cell("Figure 1: the curves. Figure 2 shows the rest."),
              nbformat.v4.new_code_cell("R.VerdictBox(...)")]
     if v is not None:
-        # as saved by papermill: JSON keys sorted; the text/plain lines keep the verdict's own order
+        # as saved by papermill: JSON keys sorted; the 'order' list keeps the verdict's own order
         plain = "\n".join([f"Verdict ({v['mode']}): {v['outcome']}", "Rule: ...", *[f"  {k}: {x}" for k, x in v["numbers"].items()]])
         v = json.loads(json.dumps(v, sort_keys=True))
         cells[-1].outputs = [nbformat.v4.new_output("display_data", data={

@@ -86,7 +86,18 @@ def test_mapping_covers_every_chapter_and_the_five_findings():
     assert bp.mapped_slugs() == ALL_SLUGS
     assert sorted(c for s in bp.SESSIONS for c in s.chapters) == ALL_SLUGS
     chapters = sorted(p.stem for p in (ROOT / "chapters").glob("*.ipynb"))
-    assert set(chapters) <= set(ALL_SLUGS), "a new chapter: map it to a finding in scripts/book_pages.py"
+    assert set(chapters) <= set(ALL_SLUGS), "a new chapter: name it in a claim and a session of book/findings.yml"
+
+
+def test_numbers_keep_the_verdicts_order_not_the_text(tmp_path):
+    """The numbers follow the verdict's 'order' list, whatever order the JSON keys or the plain text have."""
+    v = verdict("03-depth", "supported", [True], {"b": "2", "c": "3", "a": "1"})
+    v["order"] = ["c", "a", "b"]
+    write_chapter(tmp_path, "03-depth", v)
+    assert list(bp.read_chapter(tmp_path, "03-depth").verdicts[0]["numbers"]) == ["c", "a", "b"]
+    del v["order"]
+    write_chapter(tmp_path, "03-depth", v)
+    assert list(bp.read_chapter(tmp_path, "03-depth").verdicts[0]["numbers"]) == ["a", "b", "c"], "as stored"
 
 
 def test_read_chapter(build):
@@ -261,3 +272,17 @@ def test_rule_changes_table(build):
     judged = [s for s in build["present"] if s in bp.FIRST_EDITION and chapters[s].verdicts]
     assert len(rows) == len(judged) >= 2  # chapters without a verdict in this build have no row
     assert "in quick mode, so differences also reflect scale" in text
+
+
+def test_templates_render_each_page(build):
+    """Every page template renders into its fragment, with nothing of the template language left in it."""
+    templates = {p.name.removesuffix(".md.j2") for p in bp.TEMPLATES.glob("*.md.j2")} - {"macros"}
+    written = bp.generate(build["staging"], build["exec"], build["build_dir"], "quick", build["present"], gpu=False)
+    assert {p.stem for p in written} == templates
+    for path in written:
+        text = path.read_text()
+        assert text.strip() and not re.search(r"\{\{|\}\}|\{%|%\}|\{#", text), path.name
+    empty = build["staging"].parent / "empty"
+    for path in bp.generate(empty, empty / "none", empty / "_build", "full", None, gpu=False):
+        assert path.read_text().strip(), path.name  # nothing executed: every page still says so
+    assert "No chapter of this build has a verdict to compare." in (empty / bp.GENERATED / "rule-changes.md").read_text()

@@ -140,7 +140,7 @@ def parse(data, source: str = "findings") -> Findings:
             raise FindingsError(f"claim key {dup!r} appears twice; each claim has its own key")
         tested, taught = {s for c in f.claims for s in c.chapters}, {s for x in f.sessions for s in x.chapters}
         for slug in sorted(tested ^ taught):
-            side = "no session (add it to one of sessions)" if slug in tested else "no claim to test (name it in a claim)"
+            side = "no session (add it to one of sessions)" if slug in tested else "no claim (name it in a claim)"
             raise FindingsError(f"chapter {slug!r} has {side}")
         for slug in f.first_edition:
             if slug not in tested:

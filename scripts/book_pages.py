@@ -33,14 +33,16 @@ import re
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
 
 import jinja2
 
+import memlib
 from memlib import findings
-from memlib.modes import MODES
+from memlib.cache import code_version
+from memlib.modes import MASC_SCALES, MODES, SCALES
 from memlib.report import VERDICT_MIME
 from memlib.verdicts import OUTCOMES
 
@@ -74,7 +76,9 @@ class Chapter:
     def link(self) -> str:
         """A MyST link to the chapter's page when it is part of this build, else plain text."""
         name = f"Chapter\u00a0{self.number}"  # no line break inside a narrow table column
-        return f"{{doc}}`{name} </chapters/{self.slug}>`" if self.present else f"{name} (`{self.slug}`, not in this build)"
+        if not self.present:
+            return f"{name} (`{self.slug}`, not in this build)"
+        return f"{{doc}}`{name} </chapters/{self.slug}>`"
 
     def status(self) -> str:
         return NOT_EXECUTED if not self.present else NO_VERDICT_SHOWN
@@ -345,29 +349,17 @@ def git_commit(root: Path = ROOT) -> str:
 
 
 def memlib_facts() -> tuple[str, dict, dict]:
-    """memlib's code version, and each mode's scale (SCALES, MASC_SCALES) as plain dicts (memlib imported lazily)."""
-    import dataclasses
-
+    """memlib's code version, and each mode's scale (SCALES, MASC_SCALES) as plain dicts."""
     try:
-        from memlib.modes import MASC_SCALES, SCALES
-    except Exception as e:  # noqa: BLE001
-        return f"unknown (memlib not importable: {type(e).__name__})", {}, {}
-    try:
-        from memlib.cache import code_version
-
         version = code_version()
     except Exception as e:  # noqa: BLE001
         version = f"unknown ({type(e).__name__})"
-    return version, {m: dataclasses.asdict(sc) for m, sc in SCALES.items()}, {m: dict(v) for m, v in MASC_SCALES.items()}
+    return version, {m: asdict(sc) for m, sc in SCALES.items()}, {m: dict(v) for m, v in MASC_SCALES.items()}
 
 
 def memlib_version() -> str:
     """memlib.__version__ (the release number, which pyproject.toml and CITATION.cff carry too)."""
-    try:
-        from memlib import __version__
-    except Exception as e:  # noqa: BLE001
-        return f"unknown (memlib not importable: {type(e).__name__})"
-    return __version__
+    return memlib.__version__
 
 
 ENV_FILE = "environment.json"  # in _build/executed/<mode>/, beside timings.json

@@ -66,7 +66,7 @@ def _set(path, value):
      "sessions[1] ('Session 2: keeping gradients alive, then breaking the labels') chapters: '03-depth' is already "
      "in sessions[0]"),
     (_set(("sessions", 3, "chapters"), ["10-dataset-shift"]), "chapter '11-masc' has no session"),
-    (_set(("day_claims", 10, "chapters"), ["10-dataset-shift"]), "chapter '11-masc' has no claim to test"),
+    (_set(("day_claims", 10, "chapters"), ["10-dataset-shift"]), "chapter '11-masc' has no claim (name it"),
     (_set(("first_edition", "03-depth", "outcome"), "proved"),
      "first_edition['03-depth'] outcome: 'proved' is not allowed; one of " + ", ".join(OUTCOMES)),
     (_set(("first_edition", "03-depth", "held"), "half"), "first_edition['03-depth'] held: 'half' is not allowed"),

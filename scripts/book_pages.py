@@ -119,8 +119,7 @@ def read_chapter(exec_dir: Path, slug: str, present: bool = True) -> Chapter:
 
 
 def _in_display_order(v: dict) -> dict:
-    """The verdict with its numbers in the order the box shows them (saved notebooks sort JSON keys; the verdict's
-    'order' list keeps the box's order, and a number it does not name follows in stored order)."""
+    """The verdict with its numbers in its 'order' list's order, the box's (saved notebooks sort JSON keys)."""
     nums, order = v.get("numbers") or {}, v.get("order") or []
     return {**v, "numbers": {k: nums[k] for k in order if k in nums} | nums}
 
@@ -153,6 +152,7 @@ def esc(text) -> str:
 
 
 def code(text) -> str:
+    """Text as inline code, safe inside a Markdown table cell."""
     text = " ".join(str(text).split()).replace("|", "\\|")
     fence = "``" if "`" in text else "`"
     return f"{fence}{text}{fence}" if text else ""
@@ -165,11 +165,13 @@ def badge(outcome: str, target: str = "") -> str:
 
 
 def held(v: dict) -> str:
+    """How many of a verdict's checks held."""
     holds = v.get("holds") or []
     return f"held in {sum(map(bool, holds))} of {len(holds)} checks"
 
 
 def figures_text(ch: Chapter) -> str:
+    """The chapter's figure numbers, as a reader would write them."""
     if not ch.figures:
         return "see the chapter" if ch.present else "–"
     nums = list(ch.figures)
@@ -177,10 +179,12 @@ def figures_text(ch: Chapter) -> str:
 
 
 def anchor(slug: str) -> str:
+    """The evidence map's label for a chapter's verdicts."""
     return f"evidence-{slug}"
 
 
 def fmt_seconds(s: float | None) -> str:
+    """A duration in seconds, minutes or hours; '–' when unknown."""
     if s is None:
         return "–"
     if s < 90:

@@ -76,8 +76,8 @@ def section(text: str, slug: str) -> str:
 
 
 def test_constants_match_memlib():
-    from memlib.verdicts import OUTCOMES
     from memlib.report import VERDICT_MIME
+    from memlib.verdicts import OUTCOMES
 
     assert bp.VERDICT_MIME == VERDICT_MIME and bp.OUTCOMES == OUTCOMES
 

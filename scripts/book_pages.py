@@ -37,8 +37,10 @@ from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
-import jinja2
+if TYPE_CHECKING:
+    import jinja2
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -207,6 +209,8 @@ def fmt_seconds(s: float | None) -> str:
 @cache
 def _templates() -> jinja2.Environment:
     """The page templates (scripts/templates/), with the Markdown helpers above as filters."""
+    import jinja2  # here: only generating the pages needs it
+
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     env.filters.update(esc=esc, code=code, badge=badge, held=held, figures=figures_text, anchor=anchor,

@@ -26,7 +26,7 @@ ALL_SLUGS = sorted(e["file"].removeprefix("chapters/") for e in yaml.safe_load((
 
 
 def verdict(slug, outcome, holds, numbers, mode="quick", note=""):
-    """A verdict's JSON as memlib.verdicts.Verdict.to_dict writes it ('order': the numbers' display order)."""
+    """A verdict's JSON, with the fields of memlib.verdicts.Verdict.to_dict that the pages read ('order' included)."""
     return {"claim": f"claim of {slug}", "rule": f"rule of {slug}: x < y", "holds": holds, "numbers": numbers,
             "order": list(numbers), "note": note, "outcome": outcome, "chapter": slug, "mode": mode}
 

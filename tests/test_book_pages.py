@@ -20,14 +20,15 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import book_pages as bp  # noqa: E402
 import build_book as bbk  # noqa: E402
 
-ALL_SLUGS = [f"{i:02d}-{s}" for i, s in enumerate(
-    ["gradient-statistics", "gradient-dynamics", "depth", "initialization", "optimizers", "memorization",
-     "representation-drift", "gradient-variance", "width", "dataset-shift", "masc"], start=1)]
+# every chapter of the book, as _toc.yml lists them (a new chapter needs no edit here)
+ALL_SLUGS = sorted(e["file"].removeprefix("chapters/") for e in yaml.safe_load((ROOT / "_toc.yml").read_text())
+                   ["chapters"] if e["file"].startswith("chapters/"))
 
 
 def verdict(slug, outcome, holds, numbers, mode="quick", note=""):
+    """A verdict's JSON, with the fields of memlib.verdicts.Verdict.to_dict that the pages read ('order' included)."""
     return {"claim": f"claim of {slug}", "rule": f"rule of {slug}: x < y", "holds": holds, "numbers": numbers,
-            "note": note, "outcome": outcome, "chapter": slug, "mode": mode}
+            "order": list(numbers), "note": note, "outcome": outcome, "chapter": slug, "mode": mode}
 
 
 def write_chapter(folder: Path, slug: str, v: dict | None, title: str | None = None) -> None:
@@ -36,8 +37,9 @@ def write_chapter(folder: Path, slug: str, v: dict | None, title: str | None = N
              nbformat.v4.new_markdown_cell("Figure 1: the curves. Figure 2 shows the rest."),
              nbformat.v4.new_code_cell("R.VerdictBox(...)")]
     if v is not None:
-        # as saved by papermill: JSON keys sorted; the text/plain lines keep the verdict's own order
-        plain = "\n".join([f"Verdict ({v['mode']}): {v['outcome']}", "Rule: ...", *[f"  {k}: {x}" for k, x in v["numbers"].items()]])
+        # as saved by papermill: JSON keys sorted; the 'order' list keeps the verdict's own order
+        plain = "\n".join([f"Verdict ({v['mode']}): {v['outcome']}", "Rule: ...",
+                           *[f"  {k}: {x}" for k, x in v["numbers"].items()]])
         v = json.loads(json.dumps(v, sort_keys=True))
         cells[-1].outputs = [nbformat.v4.new_output("display_data", data={
             "text/plain": plain, "text/html": "<div>Verdict</div>", bp.VERDICT_MIME: v})]
@@ -74,8 +76,8 @@ def section(text: str, slug: str) -> str:
 
 
 def test_constants_match_memlib():
-    from memlib.verdicts import OUTCOMES
     from memlib.report import VERDICT_MIME
+    from memlib.verdicts import OUTCOMES
 
     assert bp.VERDICT_MIME == VERDICT_MIME and bp.OUTCOMES == OUTCOMES
 
@@ -85,7 +87,18 @@ def test_mapping_covers_every_chapter_and_the_five_findings():
     assert bp.mapped_slugs() == ALL_SLUGS
     assert sorted(c for s in bp.SESSIONS for c in s.chapters) == ALL_SLUGS
     chapters = sorted(p.stem for p in (ROOT / "chapters").glob("*.ipynb"))
-    assert set(chapters) <= set(ALL_SLUGS), "a new chapter: map it to a finding in scripts/book_pages.py"
+    assert set(chapters) <= set(ALL_SLUGS), "a new chapter: name it in a claim and a session of book/findings.yml"
+
+
+def test_numbers_keep_the_verdicts_order_not_the_text(tmp_path):
+    """The numbers follow the verdict's 'order' list, whatever order the JSON keys or the plain text have."""
+    v = verdict("03-depth", "supported", [True], {"b": "2", "c": "3", "a": "1"})
+    v["order"] = ["c", "a", "b"]
+    write_chapter(tmp_path, "03-depth", v)
+    assert list(bp.read_chapter(tmp_path, "03-depth").verdicts[0]["numbers"]) == ["c", "a", "b"]
+    del v["order"]
+    write_chapter(tmp_path, "03-depth", v)
+    assert list(bp.read_chapter(tmp_path, "03-depth").verdicts[0]["numbers"]) == ["a", "b", "c"], "as stored"
 
 
 def test_read_chapter(build):
@@ -123,7 +136,7 @@ def test_evidence_map_lists_every_mapped_chapter_with_outcome_and_numbers(build)
     row11 = next(line for line in text.splitlines() if line.startswith("| MASC paper |"))
     assert bp.NOT_EXECUTED in row11 and "{doc}" not in row11
     assert "{doc}`Chapter\u00a03" not in text and "(evidence-08-gradient-variance)=" not in text
-    assert "3 of the 11 chapters" in text
+    assert f"3 of the {len(ALL_SLUGS)} chapters" in text
 
 
 def test_evidence_map_with_nothing_executed(tmp_path):
@@ -260,3 +273,18 @@ def test_rule_changes_table(build):
     judged = [s for s in build["present"] if s in bp.FIRST_EDITION and chapters[s].verdicts]
     assert len(rows) == len(judged) >= 2  # chapters without a verdict in this build have no row
     assert "in quick mode, so differences also reflect scale" in text
+
+
+def test_templates_render_each_page(build):
+    """Every page template renders into its fragment, with nothing of the template language left in it."""
+    templates = {p.name.removesuffix(".md.j2") for p in bp.TEMPLATES.glob("*.md.j2")} - {"macros"}
+    written = bp.generate(build["staging"], build["exec"], build["build_dir"], "quick", build["present"], gpu=False)
+    assert {p.stem for p in written} == templates
+    for path in written:
+        text = path.read_text()
+        assert text.strip() and not re.search(r"\{\{|\}\}|\{%|%\}|\{#", text), path.name
+    empty = build["staging"].parent / "empty"
+    for path in bp.generate(empty, empty / "none", empty / "_build", "full", None, gpu=False):
+        assert path.read_text().strip(), path.name  # nothing executed: every page still says so
+    rule_changes = (empty / bp.GENERATED / "rule-changes.md").read_text()
+    assert "No chapter of this build has a verdict to compare." in rule_changes

@@ -27,15 +27,16 @@ def epoch_grad_stats(res: RunResult, param: str = "w") -> tuple[np.ndarray, np.n
 
 
 def gradient_noise(res: RunResult, param: str = "w") -> np.ndarray:
-    """Per-epoch gradient noise of each layer [E, L]: trace of the covariance of its mini-batch gradients (see train.NOISE)."""
+    """Per-epoch gradient noise of each layer [E, L]: trace of its mini-batch gradients' covariance (train.NOISE)."""
     _grads(res, param)  # validates param
     return np.asarray(res.noise_w if param == "w" else res.noise_b, dtype=np.float64)
 
 
 def noise_to_signal(res: RunResult, param: str = "w") -> np.ndarray:
-    """Per-epoch gradient noise over the squared norm of the epoch's mean gradient [E, L] (scale-free; > 1: noise dominates).
+    """Per-epoch gradient noise over the squared norm of the epoch's mean gradient [E, L].
 
-    mean_b ||g_b||^2 = ||mean_b g_b||^2 + noise, so the mean gradient's squared norm is the first minus the second.
+    Scale-free; > 1: noise dominates. mean_b ||g_b||^2 = ||mean_b g_b||^2 + noise, so the mean gradient's squared norm
+    is the first minus the second.
     """
     g = _grads(res, param) ** 2  # [steps, L]
     e = res.step_epoch - 1

@@ -50,7 +50,8 @@ def run_path(cfg: RunConfig, labels: np.ndarray | None = None, threads: int | No
     The CPU thread count is part of the key (default: torch's current one): the BLAS splits its sums by thread, so a
     run trained with 1 thread differs in its last bits from one trained with 2, and neither is served for the other.
     """
-    tag = "" if labels is None else "-L" + hashlib.sha256(np.ascontiguousarray(labels, dtype=np.int64).tobytes()).hexdigest()[:12]
+    tag = "" if labels is None else (
+        "-L" + hashlib.sha256(np.ascontiguousarray(labels, dtype=np.int64).tobytes()).hexdigest()[:12])
     threads = torch.get_num_threads() if threads is None else threads
     return cache_dir() / "runs" / f"{cfg.key()}{tag}-t{threads}-{code_version()}.npz"
 

@@ -72,7 +72,7 @@ class RunConfig:
     lr: float | None = None  # None: DEFAULT_LR[optimizer]
     batch_size: int = 128
     epochs: int = 10  # epochs to train (the cap when stop_at is set)
-    stop_at: float | None = None  # stop after the first epoch whose training accuracy (given labels) reaches this; None: never
+    stop_at: float | None = None  # stop once an epoch's training accuracy (given labels) reaches this; None: never
     seed: int = 0
     probe_size: int = 2_000  # fixed test images whose representations are recorded
     rep_layers: tuple[int, ...] | None = None  # hidden layers (1-based) to record; None: all
@@ -102,7 +102,8 @@ class RunConfig:
         _choice("init", self.init, INITS)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         lr = self.lr
-        if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and 0 < lr <= 10)):
+        if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float))
+                               or not (math.isfinite(lr) and 0 < lr <= 10)):
             _fail("lr", lr, "a positive number up to 10, or None for the optimizer's default")
         _int_in("batch_size", self.batch_size, 1)
         if self.batch_size > self.n_train:
@@ -115,12 +116,14 @@ class RunConfig:
         _int_in("probe_size", self.probe_size, 1, N_TEST)
         if self.rep_layers is not None:
             layers = tuple(self.rep_layers) if isinstance(self.rep_layers, (list, tuple)) else None
-            if not layers or any(isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.depth for k in layers):
+            if not layers or any(isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.depth
+                                 for k in layers):
                 _fail("rep_layers", self.rep_layers, f"None or a non-empty tuple of hidden layers in 1..{self.depth}")
             object.__setattr__(self, "rep_layers", tuple(sorted(set(layers))))
         _choice("rep_epochs", self.rep_epochs, REP_EPOCHS)
         _int_in("eval_size", self.eval_size, 1, N_TEST)
-        if isinstance(self.shift_degrees, bool) or not isinstance(self.shift_degrees, (int, float)) or not 0 <= self.shift_degrees <= 180:
+        if (isinstance(self.shift_degrees, bool) or not isinstance(self.shift_degrees, (int, float))
+                or not 0 <= self.shift_degrees <= 180):
             _fail("shift_degrees", self.shift_degrees, "a number of degrees in [0, 180]")
         object.__setattr__(self, "shift_degrees", float(self.shift_degrees))
         _choice("device", self.device, DEVICES)
@@ -128,7 +131,7 @@ class RunConfig:
             _fail("progress", self.progress, "None, True or False")
 
     def _resolve_architecture(self) -> None:
-        """Fill depth and width from their defaults or from widths; refuse a depth or width that disagrees with widths."""
+        """Fill depth and width from their defaults or from widths; refuse a depth or width at odds with widths."""
         if self.widths is None:
             for name, default in (("depth", DEFAULT_DEPTH), ("width", DEFAULT_WIDTH)):
                 if getattr(self, name) is None:

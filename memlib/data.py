@@ -143,7 +143,8 @@ def _read_idx(path: Path, ndim: int | None = None) -> np.ndarray:
         raise MNISTSourceError(f"{path}: only unsigned-byte idx files are supported (element type 0x{data[2]:02x}, "
                                f"expected 0x08)")
     if ndim is not None and data[3] != ndim:
-        raise MNISTSourceError(f"{path}: an idx file of {data[3]} dimension{'' if data[3] == 1 else 's'}, expected {ndim} (wrong magic number "
+        raise MNISTSourceError(f"{path}: an idx file of {data[3]} dimension{'' if data[3] == 1 else 's'}, "
+                               f"expected {ndim} (wrong magic number "
                                f"0x{int.from_bytes(data[:4], 'big'):08x}, expected 0x{0x800 + ndim:08x})")
     header = 4 + 4 * data[3]
     if len(data) < header:
@@ -152,7 +153,8 @@ def _read_idx(path: Path, ndim: int | None = None) -> np.ndarray:
     size = int(np.prod(dims, dtype=np.int64))
     if len(data) - header != size:
         raise MNISTSourceError(f"{path}: {len(data) - header:,} bytes of data where its header announces "
-                               f"{' x '.join(map(str, dims))} = {size:,}: {'truncated' if len(data) - header < size else 'damaged'} file")
+                               f"{' x '.join(map(str, dims))} = {size:,}: "
+                               f"{'truncated' if len(data) - header < size else 'damaged'} file")
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
 
 
@@ -322,7 +324,8 @@ def rotate_images(x: np.ndarray, angles: np.ndarray) -> np.ndarray:
 def shifted_test(degrees: float, seed: int, source: str | None = None) -> np.ndarray:
     """The test images rotated within +/- degrees, rounded to uint8 [10000, 784]; cached on disk."""
     source = source or os.environ.get(MNIST_DIR_ENV) or None
-    return _shifted_test(float(degrees), int(seed), source, cache_dir() / "mnist" / f"test-rotated-{degrees:g}deg-seed{seed}-v{_CACHE_VERSION}.npy")
+    return _shifted_test(float(degrees), int(seed), source,
+                         cache_dir() / "mnist" / f"test-rotated-{degrees:g}deg-seed{seed}-v{_CACHE_VERSION}.npy")
 
 
 @functools.lru_cache(maxsize=8)
@@ -361,15 +364,17 @@ class Drawn:
 
 
 def draw(cfg, source: str | None = None, labels: np.ndarray | None = None) -> Drawn:
-    """Draw a run's data as cfg (a RunConfig) says: the subset, corrupt the labels (or take the given ones), pick the probe images, rotate the test set."""
+    """Draw a run's data per cfg (a RunConfig): subset, corrupted (or given) labels, probe images, rotated test set."""
     mn = load_mnist(source)
     idx = train_subset(cfg.n_train, cfg.seed, len(mn.x_train))
     true = mn.y_train[idx]
     noisy, changed = corrupt_labels(true, cfg.noise, cfg.noise_kind, rng_for(cfg.seed, "noise"))
     if labels is not None:
         labels = np.asarray(labels)
-        if labels.shape != true.shape or not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() >= N_CLASSES:
-            raise ValueError(f"labels: expected {len(true)} integer classes in 0..9, got shape {labels.shape}, dtype {labels.dtype}")
+        if (labels.shape != true.shape or not np.issubdtype(labels.dtype, np.integer)
+                or labels.min() < 0 or labels.max() >= N_CLASSES):
+            raise ValueError(f"labels: expected {len(true)} integer classes in 0..9, "
+                             f"got shape {labels.shape}, dtype {labels.dtype}")
         noisy = labels.astype(np.int64)
         changed = noisy != true
     probe, evaluated = test_subsets(cfg.probe_size, cfg.eval_size, cfg.seed, len(mn.x_test))

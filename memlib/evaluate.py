@@ -13,7 +13,10 @@ EVAL_CHUNK = 8192  # rows per forward pass when evaluating
 
 def fit_metrics(pred: torch.Tensor, loss: torch.Tensor, y: torch.Tensor, y_true: torch.Tensor,
                  changed: torch.Tensor) -> torch.Tensor:
-    """The five training-set metrics (results.METRICS[:N_FIT]) from predictions pred [n] on examples with given labels y, true labels y_true, mask changed."""
+    """The five training-set metrics (results.METRICS[:N_FIT]) from predictions pred [n].
+
+    On examples with given labels y, true labels y_true, mask changed.
+    """
     hit_noisy = (pred == y).float()
     hit_true = (pred == y_true).float()
     clean = ~changed
@@ -69,7 +72,8 @@ class EvalForward:
         return outs[0] if len(outs) == 1 else torch.cat(outs)
 
 
-def evaluate_fit(fwd: EvalForward, x: torch.Tensor, y: torch.Tensor, y_true: torch.Tensor, changed: torch.Tensor) -> torch.Tensor:
+def evaluate_fit(fwd: EvalForward, x: torch.Tensor, y: torch.Tensor, y_true: torch.Tensor,
+                 changed: torch.Tensor) -> torch.Tensor:
     """The five training-set metrics of the model as it stands, on the whole training set x [n, 784]."""
     logits = fwd.logits(x.split(EVAL_CHUNK))  # [n, 10]
     return fit_metrics(logits.argmax(1), F.cross_entropy(logits, y), y, y_true, changed)

@@ -1,4 +1,7 @@
-"""Each chapter's live explorer in one place: its controls and the plot function it redraws (chapters and the benchmark share them)."""
+"""Each chapter's live explorer in one place: its controls and the plot function it redraws.
+
+The chapters and the benchmark share them.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -18,7 +21,7 @@ def _scatter_and_accuracy(axes, rs):
 
 
 def _probe_stages(cfg, frame):
-    """Chapter 11's explorer: the training curves epoch by epoch, then the probe bars layer by layer (frame(...) each)."""
+    """Chapter 11's explorer: training curves epoch by epoch, then probe bars layer by layer (frame(...) each)."""
     from .probes import probe_run
 
     return probe_run(cfg, validation=False, on_epoch=frame, on_layer=frame, n_test=EXPLORER_TEST_IMAGES)[1]
@@ -54,9 +57,11 @@ SPECS = {
                                  {"ncols": 2}),
     "03-depth": Spec({"depth": [1, 2, 4, 8, 16], "width": WIDTHS, "noise": NOISE},
                      lambda axes, rs: P.layer_epoch_curves(rs, axes[0])),
-    "04-initialization": Spec({"init": ["he", "xavier", "orthogonal"], "depth": [2, 4, 8, 16], "width": WIDTHS, "noise": NOISE},
+    "04-initialization": Spec({"init": ["he", "xavier", "orthogonal"], "depth": [2, 4, 8, 16], "width": WIDTHS,
+                               "noise": NOISE},
                               lambda axes, rs: P.layer_epoch_curves(rs, axes[0])),
-    "05-optimizers": Spec({"optimizer": ["sgd", "momentum", "adam"], "depth": [2, 4, 8, 16], "width": WIDTHS, "noise": NOISE},
+    "05-optimizers": Spec({"optimizer": ["sgd", "momentum", "adam"], "depth": [2, 4, 8, 16], "width": WIDTHS,
+                           "noise": NOISE},
                           lambda axes, rs: P.layer_epoch_curves(rs, axes[0])),
     "06-memorization": Spec({"noise": NOISE, "depth": [2, 4, 8], "width": WIDTHS},
                             lambda axes, rs: P.fit_decomposition(rs, axes[0]), {"width": 6.5, "height": 3.6}),
@@ -70,7 +75,8 @@ SPECS = {
     "10-dataset-shift": Spec({"noise": NOISE, "depth": [2, 4, 8], "width": WIDTHS},
                              lambda axes, rs: P.accuracy_curves(rs, axes[0], ("train_acc", "test_acc", "shift_acc"))),
     "11-masc": Spec({"noise": NOISE, "depth": [2, 4, 6], "width": [128, 256, 512]}, _masc_frame,
-                    {"width": 7.5, "height": 3.6}, views={"layer": ["hidden1", "hidden2", "hidden3", "hidden4", "input"]},
+                    {"width": 7.5, "height": 3.6},
+                    views={"layer": ["hidden1", "hidden2", "hidden3", "hidden4", "input"]},
                     load=_probe_stages, stream=True),
 }
 

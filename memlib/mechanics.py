@@ -1,4 +1,4 @@
-"""Each chapter's mechanism computed by hand and set beside what the library records: the Background sections' live checks.
+"""Each chapter's mechanism computed by hand beside what the library records: the Background sections' live checks.
 
 Every check takes a chapter's config (or one of its runs), computes the quantity of the chapter's displayed
 equation directly, on one example or a few mini-batches of the chapter's network, and returns it next to the
@@ -57,7 +57,7 @@ def initial_model(cfg: RunConfig, init: str | None = None) -> MLP:
 
 
 def training_images(cfg: RunConfig, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The n training images train() would use for small_config(cfg, n): (x [n, 784] standardised, labels as given [n])."""
+    """The n training images train() would use for small_config(cfg, n): (x [n, 784] standardised, given labels [n])."""
     p = prepare(small_config(cfg, n), CPU)
     return p.x, p.y
 
@@ -101,7 +101,7 @@ def _one_example(cfg: RunConfig):
 
 @single_thread
 def outer_product_check(cfg: RunConfig) -> dict:
-    """||delta_l|| ||h_{l-1}|| per layer for one training image at initialization, beside autograd and train()'s record."""
+    """||delta_l|| ||h_{l-1}|| per layer, one training image at initialization, beside autograd and train()'s record."""
     # one example: grad W_l = delta_l h_{l-1}^T (an outer product), so its norm is the product of the two norms
     model, hs, zs, _, one = _one_example(cfg)
     delta = [z.grad[0].double() for z in zs]  # delta_l [n_out] = dLoss/dz_l
@@ -126,7 +126,8 @@ def per_example_trace(model: MLP, x: torch.Tensor, y: torch.Tensor) -> tuple[flo
     model.zero_grad(set_to_none=True)
     hs, zs = forward_parts(model, x)
     F.cross_entropy(zs[-1], y, reduction="sum").backward()  # z.grad rows = each example's own delta
-    sq = sum(z.grad.double().square().sum(1) * (h.detach().double().square().sum(1) + 1.0) for z, h in zip(zs, hs, strict=True))  # [N]
+    sq = sum(z.grad.double().square().sum(1) * (h.detach().double().square().sum(1) + 1.0)
+             for z, h in zip(zs, hs, strict=True))  # [N]
     mean = flat_grad(model) / len(x)  # [n_params] the mean-loss gradient
     return float(sq.mean() - mean.square().sum()), mean
 
@@ -134,7 +135,7 @@ def per_example_trace(model: MLP, x: torch.Tensor, y: torch.Tensor) -> tuple[flo
 @single_thread
 def batch_noise_scaling(cfg: RunConfig, batch_sizes=(8, 16, 32, 64, 128, 256), pool: int = 1024,
                         draws: int = 64) -> dict:
-    """Mean ||g_B - g||^2 over random mini-batches of each size B from a pool, beside tr(Sigma) / B * (N - B) / (N - 1)."""
+    """Mean ||g_B - g||^2 over random mini-batches of each size B from a pool, beside tr(Sigma) / B * (N-B) / (N-1)."""
     # g: the pool's gradient; g_B: autograd on a mini-batch's mean loss, as in training; cfg's network at initialization
     x, y = training_images(cfg, pool)  # [N, 784], [N]
     model = initial_model(cfg)
@@ -162,7 +163,7 @@ def batch_noise_scaling(cfg: RunConfig, batch_sizes=(8, 16, 32, 64, 128, 256), p
 
 @single_thread
 def backprop_product_check(cfg: RunConfig) -> dict:
-    """Each layer's error signal for one training image at initialization, by explicit Jacobian products and autograd."""
+    """Each layer's error signal for a training image at initialization, by explicit Jacobian products and autograd."""
     # delta_out = softmax(z) - onehot(y); delta_l = D_l W_{l+1}^T delta_{l+1} (D_l: the ReLU mask); then
     # ||delta_l|| ||h_{l-1}|| is the weight-gradient norm, set beside train()'s record of that one-image step
     model, hs, zs, y, one = _one_example(cfg)
@@ -242,7 +243,8 @@ def init_check(cfg: RunConfig, n_images: int = 256) -> dict:
         out[init] = {"var": var, "expected_var": expected_weight_variance(init, fan_in, fan_out),
                      "var_times_fan_in": var * fan_in,
                      "expected_times_fan_in": expected_weight_variance(init, fan_in, fan_out) * fan_in,
-                     "sv_min": float(sv.min()), "sv_max": float(sv.max()), "second_moment": second, "forward_gain": gain,
+                     "sv_min": float(sv.min()), "sv_max": float(sv.max()), "second_moment": second,
+                     "forward_gain": gain,
                      "predicted_gain": cfg.width * expected_weight_variance(init, cfg.width, cfg.width) / 2}
     rows = out.values()
     return {"layer": layer_names(cfg.depth)[k], "inits": out,
@@ -272,7 +274,8 @@ def first_step_check(cfg: RunConfig) -> dict:
         steps = [layer.weight.detach().double() - w0 for layer, w0 in zip(model.layers, before, strict=True)]
         formula = [-lr * g / (g.abs() + ADAM_EPS) if name == "adam" else -lr * g for g in grads]
         diffs += [float((s - f).norm() / f.norm()) for s, f in zip(steps, formula, strict=True)]
-        out[name] = {"lr": lr, "update": [float(s.norm()) for s in steps], "formula": [float(f.norm()) for f in formula],
+        out[name] = {"lr": lr, "update": [float(s.norm()) for s in steps],
+                     "formula": [float(f.norm()) for f in formula],
                      "relative": [float(s.norm() / w0.norm()) for s, w0 in zip(steps, before, strict=True)],
                      "grad": [float(g.norm()) for g in grads]}
     return {"layers": layer_names(cfg.depth), "optimizers": out, "max_rel_diff": max(diffs)}
@@ -283,7 +286,7 @@ def first_step_check(cfg: RunConfig) -> dict:
 
 @single_thread
 def fit_decomposition_check(res: RunResult) -> dict:
-    """(1 - p) acc_clean + p acc_corrupted from the trained network's predictions, beside its final training accuracy."""
+    """(1-p) acc_clean + p acc_corrupted from the trained network's predictions, beside its final training accuracy."""
     x, given, true = PR.train_set(res)  # [n, 784], [n], [n]
     with torch.inference_mode():
         pred = res.model()(torch.from_numpy(x)).argmax(1).numpy()  # [n]

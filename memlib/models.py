@@ -61,7 +61,8 @@ def mlp_for(cfg, generator: torch.Generator | None = None) -> MLP:
 @torch.no_grad()
 def initialize(model: MLP, init: str, generator: torch.Generator | None = None) -> None:
     """Set weights by scheme (he: Kaiming normal, fan-in; xavier: Glorot normal; orthogonal: gain sqrt 2; biases 0) or
-    torch: nn.Linear's own default, weights and biases uniform in +-1/sqrt(fan_in) (kaiming_uniform_ with a = sqrt 5)."""
+    torch: nn.Linear's own default, weights and biases uniform in +-1/sqrt(fan_in) (kaiming_uniform_ with
+    a = sqrt 5)."""
     if init not in INITS:
         raise ValueError(f"init={init!r} is not allowed: one of {', '.join(INITS)}")
     for layer in model.layers:

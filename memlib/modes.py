@@ -60,7 +60,7 @@ MASC_SCALES = {
 
 
 def masc_config(mode: str, **fields) -> RunConfig:
-    """Chapter 11's run at a mode's scale (MASC_SCALES): uniform label corruption, trained until the labels are fitted."""
+    """Chapter 11's run at a mode's scale (MASC_SCALES): uniformly corrupted labels, trained until they are fitted."""
     scale(mode)  # validates the mode
     sized = dict(rep_epochs="none", eval_size=min(2_000, SCALES[mode].eval_size))
     return base_config(mode, **{**sized, **MASC_SCALES[mode], **fields})

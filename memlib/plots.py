@@ -40,7 +40,8 @@ METRIC_LABELS = {
     "shift_acc": "test accuracy, rotated images",
 }
 METRIC_COLORS = {"train_acc": "#0072B2", "test_acc": "#000000", "shift_acc": "#CC79A7", "val_acc": "#009E73",
-                 "train_acc_clean": "#0072B2", "train_acc_corrupted_noisy": "#D55E00", "train_acc_corrupted_true": "#D55E00"}
+                 "train_acc_clean": "#0072B2", "train_acc_corrupted_noisy": "#D55E00",
+                 "train_acc_corrupted_true": "#D55E00"}
 STYLE = {
     "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3,
     "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 8, "legend.frameon": False,
@@ -226,7 +227,8 @@ def batch_grad_scatter(res: RunResult, ax, layers=None, param: str = "w", every:
     per_epoch = np.bincount(res.step_epoch)[1:].max()
     x = res.step_epoch - 1 + (steps % per_epoch) / per_epoch  # epoch + fraction through it
     for i, li in enumerate(layers):
-        ax.scatter(x[::every], g[::every, li], s=7, alpha=0.55, color=("#0072B2", "#D55E00", "#009E73")[i % 3], label=names[li], lw=0)
+        ax.scatter(x[::every], g[::every, li], s=7, alpha=0.55, color=("#0072B2", "#D55E00", "#009E73")[i % 3],
+                   label=names[li], lw=0)
     return _finish(ax, "epoch", f"{'weight' if param == 'w' else 'bias'} gradient norm (L2), log scale", log=True)
 
 
@@ -296,18 +298,19 @@ def final_vs_condition(groups: dict, kind: str, ax, metrics=("train_acc", "test_
 
 @styled
 def layer_profile(groups: dict, kind: str, ax, epoch: int = 1, param: str = "w") -> Figure:
-    """Mean gradient norm of every layer in one epoch (1-based), one line per condition: the gradient flow through depth."""
+    """Mean gradient norm of each layer in one epoch (1-based), one line per condition: gradient flow through depth."""
     names = layer_names(next(iter(groups.values()))[0].config.depth)
     x = np.arange(len(names))
     for i, (value, runs) in enumerate(groups.items()):
-        band(ax, x, [A.epoch_grad_stats(r, param)[0][epoch - 1] for r in runs], color(kind, value, i), label(kind, value), marker="o")
+        band(ax, x, [A.epoch_grad_stats(r, param)[0][epoch - 1] for r in runs], color(kind, value, i),
+             label(kind, value), marker="o")
     ax.set_xticks(x, names, rotation=30, ha="right")
     return _finish(ax, "layer", f"epoch-{epoch} mean gradient norm, log scale", log=True)
 
 
 @styled
 def fit_decomposition(runs: list[RunResult], ax) -> Figure:
-    """How the training set is fitted over time: clean examples, corrupted ones (noisy and true labels), and the test set."""
+    """Fit of the training set over time: clean examples, corrupted ones (noisy and true labels), and the test set."""
     x = np.arange(runs[0].epochs_run + 1)
     parts = [("train_acc_clean", "#0072B2", "-"), ("train_acc_corrupted_noisy", "#D55E00", "-"),
              ("train_acc_corrupted_true", "#D55E00", ":"), ("test_acc", "#000000", "--")]
@@ -321,7 +324,7 @@ def fit_decomposition(runs: list[RunResult], ax) -> Figure:
 
 @styled
 def layer_similarity(groups: dict, kind: str, ax, measure: str = "cosine", epoch: int = -1) -> Figure:
-    """Similarity to initialization of every hidden layer at one checkpoint (default: the last), one line per condition."""
+    """Similarity to initialization of each hidden layer at one checkpoint (default: last), one line per condition."""
     fn = A.cosine_drift if measure == "cosine" else A.cka_drift
     depth = next(iter(groups.values()))[0].config.depth
     x = np.arange(1, depth + 1)
@@ -340,7 +343,8 @@ def variance_vs_drift(runs: list[RunResult], ax, layer: int, c: str = "#D55E00")
     for j, r in enumerate(runs):
         v, d = A.noise_drift_changes(r, layer)
         rho = A.spearman(v, d)
-        ax.scatter(v, d, s=18, color=c, alpha=0.35 + 0.65 * (j == 0), marker="os^Dv"[j % 5], label=f"seed {r.config.seed}: ρ = {rho:.2f}")
+        ax.scatter(v, d, s=18, color=c, alpha=0.35 + 0.65 * (j == 0), marker="os^Dv"[j % 5],
+                   label=f"seed {r.config.seed}: ρ = {rho:.2f}")
     ax.axhline(0, color="0.7", lw=0.6)
     ax.axvline(0, color="0.7", lw=0.6)
     return _finish(ax, "change of first-layer gradient noise from the epoch before",
@@ -361,7 +365,7 @@ def final_gap(groups: dict, kind: str, ax) -> Figure:
 
 @styled
 def layer_drift_curves(runs: list[RunResult], ax, measure: str = "cosine") -> Figure:
-    """Similarity to initialization over epochs for every recorded hidden layer of one condition (colour = depth position)."""
+    """Similarity to initialization over epochs for each recorded hidden layer of one condition (coloured by depth)."""
     fn = A.cosine_drift if measure == "cosine" else A.cka_drift
     names = sorted(runs[0].reps, key=lambda n: int(n[6:]))
     cmap = matplotlib.colormaps["viridis"]
@@ -406,7 +410,7 @@ def probe_bars(table: dict, ax, highlight: str | None = None) -> Figure:
 
 @styled
 def probes_vs_noise(tables: dict, ax) -> Figure:
-    """Best-hidden-layer probe accuracies, MASC on the raw input, and the network's test accuracy against corruption p."""
+    """Best-hidden-layer probe accuracies, MASC on the raw input and the network's test accuracy versus corruption p."""
     ps = sorted(tables)
     model = [[t["model_test_acc"] for t in tables[p]] for p in ps]  # [p][seed]
     band(ax, ps, np.array(model).T, "#000000", "the network's own test accuracy", ls="--", marker="o")
@@ -459,8 +463,11 @@ def noise_vs_batch_size(check: dict, ax) -> Figure:
 
 @styled
 def singular_value_hist(values: dict, ax) -> Figure:
-    """Histograms of a weight matrix's singular values, one per initialization scheme ({init: values}); a scheme whose
-    values all coincide (orthogonal) is drawn as one labelled vertical line, so the spread of the others stays visible."""
+    """Histograms of a weight matrix's singular values, one per initialization scheme ({init: values}).
+
+    A scheme whose values all coincide (orthogonal) is drawn as one labelled vertical line, so the spread of the
+    others stays visible.
+    """
     top = max(float(np.max(v)) for v in values.values())
     bins = np.linspace(0, top * 1.05, 41)
     for i, (init, v) in enumerate(values.items()):
@@ -469,7 +476,8 @@ def singular_value_hist(values: dict, ax) -> Figure:
         if np.ptp(v) <= 1e-4 * max(float(np.max(v)), 1e-30):  # equal up to float32 rounding
             ax.axvline(float(v[0]), color=c, lw=2.5, label=f"{label('init', init)}: all {len(v)} at {v[0]:.3g}")
         else:
-            ax.hist(v, bins=bins, histtype="stepfilled", color=c, alpha=0.35, edgecolor=c, lw=1.5, label=label("init", init))
+            ax.hist(v, bins=bins, histtype="stepfilled", color=c, alpha=0.35, edgecolor=c, lw=1.5,
+                    label=label("init", init))
     return _finish(ax, "singular value", "count")
 
 

@@ -52,7 +52,7 @@ def check_layers(res: RunResult, layers=None) -> list[str]:
 
 
 def train_set(res: RunResult, source: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A run's training images and labels: (x [n_train, 784] standardised float32, noisy labels [n_train], true labels [n_train])."""
+    """A run's training set: (x [n_train, 784] standardised float32, noisy labels [n_train], true labels [n_train])."""
     mn = D.load_mnist(source)
     x = D.scale_inputs(mn.x_train[np.asarray(res.train_idx)], res.config.inputs)  # [n_train, 784]
     return x, np.asarray(res.labels, np.int64), np.asarray(res.true_labels, np.int64)
@@ -140,7 +140,8 @@ class _Probe:
             raise ValueError("acts has no rows: fit needs at least one training point")
         labels = np.asarray(labels)
         if labels.shape != (len(acts),):
-            raise ValueError(f"labels of shape {labels.shape} do not match acts of shape {acts.shape}: expected ({len(acts)},)")
+            raise ValueError(f"labels of shape {labels.shape} do not match acts of shape {acts.shape}: "
+                             f"expected ({len(acts)},)")
         if labels.dtype == bool or not np.issubdtype(labels.dtype, np.integer):
             raise ValueError(f"labels of dtype {labels.dtype} are not allowed: integer class indices")
         if labels.min() < 0:
@@ -148,7 +149,8 @@ class _Probe:
         if n_classes is None:
             n_classes = int(labels.max()) + 1
         if not _is_int(n_classes) or n_classes <= labels.max():
-            raise ValueError(f"n_classes={n_classes!r} is not allowed: an integer above the largest label {labels.max()}")
+            raise ValueError(f"n_classes={n_classes!r} is not allowed: "
+                             f"an integer above the largest label {labels.max()}")
         self.dim_ = None  # set by fit once it succeeds
         return acts, labels.astype(np.int64), int(n_classes)
 
@@ -157,7 +159,8 @@ class _Probe:
             raise ValueError(f"{type(self).__name__} is not fitted: call fit(acts, labels) before predict")
         acts = _as_acts(acts, "acts")
         if acts.shape[1] != self.dim_:
-            raise ValueError(f"acts of shape {acts.shape} are not allowed: this probe was fitted on {self.dim_}-d points")
+            raise ValueError(f"acts of shape {acts.shape} are not allowed: "
+                             f"this probe was fitted on {self.dim_}-d points")
         return acts
 
 
@@ -352,7 +355,8 @@ class LinearProbe(_Probe):
     def _train(self, acts, labels, n_classes) -> "LinearProbe":
         mean, std = acts.mean(0, dtype=np.float64), acts.std(0, dtype=np.float64)  # [D], [D]
         self.mean_ = torch.as_tensor(mean, dtype=torch.float32)
-        self.scale_ = torch.as_tensor(np.where(std > 1e-6, std, 1.0), dtype=torch.float32)  # constant features kept as is
+        # constant features kept as is
+        self.scale_ = torch.as_tensor(np.where(std > 1e-6, std, 1.0), dtype=torch.float32)
         x = (torch.as_tensor(np.asarray(acts, np.float32)) - self.mean_) / self.scale_  # [n, D]
         y = torch.as_tensor(labels)
         w = torch.zeros(x.shape[1], n_classes, requires_grad=True)  # [D, C]
@@ -396,7 +400,8 @@ def accuracy(pred, labels) -> float:
 
 
 def probe_layers(res: RunResult, layers=None, variance: float = 0.99, validation: bool = True,
-                 on_layer: Callable[[dict], None] | None = None, n_test: int | None = None) -> dict[str, dict[str, float]]:
+                 on_layer: Callable[[dict], None] | None = None,
+                 n_test: int | None = None) -> dict[str, dict[str, float]]:
     """{layer: {masc_corrupted, masc_true, ncm, linear}} true-label test accuracies, layers in network order.
 
     Every probe is fitted on the run's training subset: MASC with the labels it was trained on
@@ -421,7 +426,8 @@ def probe_layers(res: RunResult, layers=None, variance: float = 0.99, validation
     out = {}
     for name in names:
         a = tr[name]  # [n_train, dim]
-        fitted = {"masc_corrupted": MASC(variance).fit(a, noisy, N_CLASSES), "masc_true": MASC(variance).fit(a, true, N_CLASSES),
+        fitted = {"masc_corrupted": MASC(variance).fit(a, noisy, N_CLASSES),
+                  "masc_true": MASC(variance).fit(a, true, N_CLASSES),
                   "ncm": NearestClassMean().fit(a, noisy, N_CLASSES),
                   "linear": LinearProbe(seed=res.config.seed).fit(a, noisy, N_CLASSES)}
         out[name] = {k: accuracy(f.predict(te[name]), y_te) for k, f in fitted.items()}  # [10000] test images

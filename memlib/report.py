@@ -21,19 +21,22 @@ class VerdictBox:
     def _repr_mimebundle_(self, include=None, exclude=None):
         v = self.v
         data = {**v.to_dict(), "chapter": self.chapter, "mode": self.mode}
-        rows = "".join(f"<tr><td>{html.escape(k)}</td><td><code>{html.escape(val)}</code></td></tr>" for k, val in v.numbers)
+        rows = "".join(f"<tr><td>{html.escape(k)}</td><td><code>{html.escape(val)}</code></td></tr>"
+                       for k, val in v.numbers)
         note = f"<p><em>Where the rule differs from the source.</em> {html.escape(v.note)}</p>" if v.note else ""
         fail = f"<p><strong>What would have failed it.</strong> {html.escape(v.could_fail)}</p>" if v.could_fail else ""
         c = _COLORS[v.outcome]
         box = (
-            f'<div class="memlib-verdict" style="border-left:6px solid {c};padding:0.6em 1em;margin:1em 0;background:#f7f7f7">'
+            f'<div class="memlib-verdict" style="border-left:6px solid {c};padding:0.6em 1em;'
+            'margin:1em 0;background:#f7f7f7">'
             f'<p style="margin:0 0 0.4em 0"><strong>Verdict ({html.escape(self.mode)} mode): '
             f'<span style="color:{c}">{v.outcome}</span></strong></p>'
             f"<p><strong>Claim.</strong> {html.escape(v.claim)}</p>"
             f"<p><strong>Rule.</strong> {html.escape(v.rule)} Held in {sum(v.holds)} of {len(v.holds)} checks.</p>"
             f'<table class="memlib-numbers">{rows}</table>{fail}{note}</div>'
         )
-        text = [f"Verdict ({self.mode}): {v.outcome}", f"Rule: {v.rule} Held in {sum(v.holds)} of {len(v.holds)} checks."]
+        text = [f"Verdict ({self.mode}): {v.outcome}",
+                f"Rule: {v.rule} Held in {sum(v.holds)} of {len(v.holds)} checks."]
         text += [f"  {k}: {val}" for k, val in v.numbers]
         text += [f"What would have failed it: {v.could_fail}"] if v.could_fail else []
         return {"text/html": box, "text/plain": "\n".join(text), VERDICT_MIME: json.loads(json.dumps(data))}
@@ -53,7 +56,8 @@ class Table:
     def __repr__(self):
         cols = list(zip(self.head, *self.rows, strict=True))
         w = [max(len(c) for c in col) for col in cols]
-        return "\n".join("  ".join(c.ljust(n) for c, n in zip(r, w, strict=True)).rstrip() for r in [self.head, *self.rows])
+        return "\n".join("  ".join(c.ljust(n) for c, n in zip(r, w, strict=True)).rstrip()
+                         for r in [self.head, *self.rows])
 
 
 def setup_table(cfg: RunConfig, mode: str, varied: str = "", **extra) -> Table:
@@ -66,7 +70,8 @@ def setup_table(cfg: RunConfig, mode: str, varied: str = "", **extra) -> Table:
         ("optimizer", f"{cfg.optimizer}, learning rate {cfg.learning_rate:g}, batch {cfg.batch_size}"),
         ("epochs", f"{cfg.epochs}"),
         ("label noise", f"{cfg.noise:.0%} ({cfg.noise_kind})"),
-        ("evaluation", f"{cfg.eval_size:,} validation and {cfg.eval_size:,} test images; rotation shift +/-{cfg.shift_degrees:g} deg"),
+        ("evaluation", f"{cfg.eval_size:,} validation and {cfg.eval_size:,} test images; "
+                       f"rotation shift +/-{cfg.shift_degrees:g} deg"),
         ("seeds", ", ".join(map(str, s.seeds))),
     ]
     if varied:
@@ -82,7 +87,8 @@ def agreement_table(rows: list[dict], lo: str = "0 %", hi: str = "40 %") -> Tabl
                    "yes" if r["agree"] else "no") for r in rows], head)
 
 
-# The study's Day 12 figures (depth 8, width 256, Adam, 15 epochs, full MNIST): (training accuracy, rotated-test accuracy).
+# The study's Day 12 figures (depth 8, width 256, Adam, 15 epochs, full MNIST):
+# (training accuracy, rotated-test accuracy).
 STUDY_DAY12 = {0.0: ("~99 %", "~90-91 %"), 0.4: ("~60-61 %", "~84-87 %")}
 
 
@@ -102,7 +108,7 @@ def shift_comparison(groups: dict, mode: str) -> Table:
 
 
 def masc_table(tables: dict) -> Table:
-    """Per corruption p: the network's test accuracy and each probe's best-layer accuracy (mean [min, max] over seeds)."""
+    """Per corruption p: the network's test accuracy, each probe's best-layer accuracy (mean [min, max] over seeds)."""
     from .analysis import spread
     from .probes import PROBES, best_layer
 
@@ -123,7 +129,8 @@ def relabel_table(rows: list[tuple]) -> Table:
     """Relabeling results: (seed, layer, wrong after relabel, wrong before, test acc before, test acc after)."""
     return Table([(str(s), layer, f"{after:.1%}", f"{before:.1%}", f"{a0:.3f}", f"{a1:.3f}")
                   for s, layer, after, before, a0, a1 in rows],
-                 ("seed", "MASC layer", "labels wrong after relabeling", "labels wrong before", "test acc before", "test acc after"))
+                 ("seed", "MASC layer", "labels wrong after relabeling", "labels wrong before", "test acc before",
+                  "test acc after"))
 
 
 def masc_protocol_note(cfg: RunConfig) -> str:
@@ -133,8 +140,9 @@ def masc_protocol_note(cfg: RunConfig) -> str:
     paper = cfg.replace(**PAPER_PROTOCOL)
     if cfg.key_dict() | {"n_train": 0, "epochs": 0} == paper.key_dict() | {"n_train": 0, "epochs": 0}:
         return "the paper's: 784-128-512-2048-2048-10, torch init, SGD + momentum 0.9 at lr 0.001, pixels in [-1, 1]"
-    return ("not the paper's: a uniform network with Adam, as in the first edition, because the paper's network, optimizer "
-            "and 99.9 % stopping rule take minutes per run on this CPU (see memlib.modes); the full mode runs the paper's")
+    return ("not the paper's: a uniform network with Adam, as in the first edition, because the paper's network, "
+            "optimizer and 99.9 % stopping rule take minutes per run on this CPU (see memlib.modes); "
+            "the full mode runs the paper's")
 
 
 def masc_layer_table(tables: dict) -> Table:

@@ -15,8 +15,8 @@ from .models import MLP, layer_names, mlp_for
 
 # Per-checkpoint metrics, in this order; checkpoint 0 is the initialization, k the end of epoch k.
 # The five training-set metrics are taken at checkpoint 0 by evaluating the untrained model on min(n_train,
-# eval_size) training examples spread evenly over the subset (train.init_rows; all of them when eval_size >= n_train) and,
-# for epoch k >= 1, from epoch k's own training pass: each example is scored by the prediction the network
+# eval_size) training examples spread evenly over the subset (train.init_rows; all of them when eval_size >= n_train)
+# and, for epoch k >= 1, from epoch k's own training pass: each example is scored by the prediction the network
 # made for it when its mini-batch came (before that batch's update), as Keras's logs and the forgetting-events
 # literature do. That costs nothing extra; evaluating the whole training set again after every epoch would cost a
 # third of the training itself. Validation, test and shifted-test accuracy are evaluated with the model at the end of
@@ -72,7 +72,10 @@ class RunResult:
         return layer_names(self.config.depth)
 
     def final(self, metric: str) -> float:
-        """The metric for the finished run: a training-set metric of the trained network (final_fit), else the last checkpoint's."""
+        """The metric for the finished run.
+
+        A training-set metric comes from the trained network (final_fit), any other from the last checkpoint.
+        """
         fit = self.final_fit()
         return fit[metric] if metric in fit else float(self.history[metric][-1])
 
@@ -85,7 +88,8 @@ class RunResult:
         if self._fit is None:
             mn = D.load_mnist(self.meta.get("source"))
             x = torch.from_numpy(D.scale_inputs(mn.x_train[self.train_idx], self.config.inputs))  # [n_train, 784]
-            y, y_true, changed = (torch.from_numpy(np.asarray(a)) for a in (self.labels, self.true_labels, self.corrupted))
+            y, y_true, changed = (torch.from_numpy(np.asarray(a))
+                                  for a in (self.labels, self.true_labels, self.corrupted))
             vals = evaluate_fit(EvalForward(self.model()), x, y, y_true, changed).double().numpy()
             self._fit = {m: float(v) for m, v in zip(METRICS[:N_FIT], vals, strict=True)}
         return self._fit

@@ -42,7 +42,7 @@ class Prepared:
 
     x: torch.Tensor  # [n_train, 784] float32 standardised
     y: torch.Tensor  # [n_train] int64 labels as given (noisy)
-    x_eval: torch.Tensor  # [eval_size + U + eval_size, 784]: validation, the U test images (evaluated or probed), shifted
+    x_eval: torch.Tensor  # [eval_size + U + eval_size, 784]: validation, U test images (evaluated or probed), shifted
     y_eval: torch.Tensor  # [3 * eval_size] int64 true labels of val, test, shifted test
     eval_rows: torch.Tensor  # [3 * eval_size] int64 rows of x_eval scored against y_eval
     x_held: torch.Tensor  # [3 * eval_size, 784] x_eval[eval_rows]: the pass when no representations are due
@@ -58,7 +58,8 @@ def to_device(a: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a)).to(device)
 
 
-def prepare(cfg: RunConfig, device: torch.device, source: str | None = None, labels: np.ndarray | None = None) -> Prepared:
+def prepare(cfg: RunConfig, device: torch.device, source: str | None = None,
+            labels: np.ndarray | None = None) -> Prepared:
     """draw(), then the scaled training and evaluation tensors on the device.
 
     The evaluation block holds each test image once: the larger of the evaluated and the probe sets (the smaller
@@ -176,7 +177,8 @@ class Recorder:
             i = perm[: self.seen]
             self.hist[epoch, :N_FIT] = fit_metrics(self.pass_pred, loss, p.y[i], self.y_true[i], self.changed[i])
         due = epoch in self.rep_at and self.keep  # the probe representations come from the same pass
-        self.hist[epoch, N_FIT:] = _held_out_metrics(self.fwd, p, self.keeper(self.rep_at.index(epoch)) if due else None)
+        self.hist[epoch, N_FIT:] = _held_out_metrics(self.fwd, p,
+                                                     self.keeper(self.rep_at.index(epoch)) if due else None)
         weights = [layer.weight.detach() for layer in self.model.layers]
         self.wnorm[epoch] = torch.stack(torch._foreach_norm(weights)).double()
         self.model.train()
@@ -185,7 +187,8 @@ class Recorder:
     def stops_early(self, epoch: int) -> bool:
         """After checkpoint(epoch): True when stop_at ends training here, before the last epoch."""
         cfg = self.cfg
-        if cfg.stop_at is not None and epoch < cfg.epochs and float(self.hist[epoch, 1]) >= cfg.stop_at:  # train_acc, given labels
+        # hist[epoch, 1]: train_acc, given labels
+        if cfg.stop_at is not None and epoch < cfg.epochs and float(self.hist[epoch, 1]) >= cfg.stop_at:
             self.done = epoch
             if cfg.rep_epochs == "ends" and self.keep:  # the end came early: record it in the last slot
                 self.record_reps(len(self.rep_at) - 1)

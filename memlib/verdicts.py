@@ -64,7 +64,7 @@ class Check:
 
 @dataclass(frozen=True)
 class Verdict:
-    """A claim (quoted from its source), the checks that test it, the numbers that decided it, and what could have failed."""
+    """A claim (quoted from its source), the checks testing it, the numbers deciding it, and what could have failed."""
 
     claim: str
     rule: str
@@ -91,7 +91,8 @@ class Verdict:
                 "note": self.note, "could_fail": self.could_fail, "outcome": self.outcome}
 
 
-def verdict(claim: str, checks: list[Check], extra: dict | None = None, note: str = "", could_fail: str = "") -> Verdict:
+def verdict(claim: str, checks: list[Check], extra: dict | None = None, note: str = "",
+            could_fail: str = "") -> Verdict:
     """Build a Verdict: the rule lists the checks; the numbers are each check's effect, then the extra context."""
     rule = " ".join(f"({i}) {c.label}{' does not fall below 0' if c.kind == 'not_less' else ' > 0'}."
                     for i, c in enumerate(checks, start=1)) + " " + DECISION
@@ -134,7 +135,8 @@ def layer_gradients(runs: list[RunResult]) -> Verdict:
     if d >= 3:  # two hidden layers of the same shape (width x width): raw norms compare like with like
         checks.append(Check(f"log(hidden{d} / hidden2) of the mean weight-gradient norm (both {runs[0].config.width} x "
                             f"{runs[0].config.width})",
-                            tuple(_log(A.layer_grad_summary(r)[0][d - 1] / A.layer_grad_summary(r)[0][1]) for r in runs)))
+                            tuple(_log(A.layer_grad_summary(r)[0][d - 1] / A.layer_grad_summary(r)[0][1])
+                                  for r in runs)))
     checks.append(Check("log(classifier / largest hidden layer) of the relative gradient noise (noise / ||W||^2)",
                         tuple(_log(rel_noise(r)[-1] / rel_noise(r)[:-1].max()) for r in runs)))
     checks.append(Check("smallest over layers of log(weight / bias) gradient noise per entry",
@@ -160,7 +162,7 @@ def layer_gradients(runs: list[RunResult]) -> Verdict:
 
 
 def epoch_dynamics(runs: list[RunResult]) -> Verdict:
-    """Chapter 2 (Days 4-5): mini-batch noise dominates within epochs, early layers stay below later ones, it persists."""
+    """Chapter 2 (Days 4-5): mini-batch noise dominates within epochs, early layers trail later ones, it persists."""
 
     def nsr(r):  # first layer's noise-to-signal ratio per epoch [E]
         return A.noise_to_signal(r)[:, 0]
@@ -220,7 +222,8 @@ def depth_attenuation(groups: dict[int, list[RunResult]]) -> Verdict:
               _paired(groups, hi, lo, lambda a, b: _log(early_noise(a) / early_noise(b)))),
     ]
     extra = {f"first-layer decay, depth {d}": _mean([decay(r) for r in groups[d]]) for d in sorted(groups)}
-    extra.update({f"hidden1 / classifier norm, depth {d}": _mean([suppression(r) for r in groups[d]]) for d in sorted(groups)})
+    extra.update({f"hidden1 / classifier norm, depth {d}": _mean([suppression(r) for r in groups[d]])
+                  for d in sorted(groups)})
     return verdict(
         "\"Shallower networks (depth=2) maintain stable gradient magnitudes across epochs, while deeper networks "
         "(depth=8) exhibit faster decay and higher variance early in training. Early layers in deeper networks show "
@@ -288,7 +291,8 @@ def optimizer_flow(groups: dict[str, list[RunResult]]) -> Verdict:
     checks = [
         Check("first-layer retention log(last / first epoch norm), Adam minus SGD",
               _paired(groups, "adam", "sgd", lambda a, b: retention(a) - retention(b))),
-        Check("first-layer log(noise / signal), SGD minus Adam", _paired(groups, "sgd", "adam", lambda a, b: nsr(a) - nsr(b))),
+        Check("first-layer log(noise / signal), SGD minus Adam",
+              _paired(groups, "sgd", "adam", lambda a, b: nsr(a) - nsr(b))),
         Check("first-layer log(noise / signal), SGD minus momentum",
               _paired(groups, "sgd", "momentum", lambda a, b: nsr(a) - nsr(b))),
     ]
@@ -310,7 +314,7 @@ def optimizer_flow(groups: dict[str, list[RunResult]]) -> Verdict:
 
 
 def memorization(groups: dict[float, list[RunResult]]) -> Verdict:
-    """Chapter 6 (Day 8): the gap widens with noise; clean examples are fitted first; test accuracy falls after its peak."""
+    """Chapter 6 (Day 8): the gap widens with noise; clean examples are fitted first; test accuracy peaks then falls."""
     noises = sorted(groups)
     hi = noises[-1]
 
@@ -318,7 +322,8 @@ def memorization(groups: dict[float, list[RunResult]]) -> Verdict:
         return r.final("train_acc") - r.final("test_acc")
 
     n = len(groups[hi])
-    widen = tuple(min(gap(groups[b][s]) - gap(groups[a][s]) for a, b in zip(noises, noises[1:], strict=True)) for s in range(n))
+    widen = tuple(min(gap(groups[b][s]) - gap(groups[a][s]) for a, b in zip(noises, noises[1:], strict=True))
+                  for s in range(n))
     lead, fall = [], []
     for r in groups[hi]:
         e, _ = A.peak(r, "val_acc")  # the epoch is chosen on validation
@@ -345,7 +350,7 @@ def memorization(groups: dict[float, list[RunResult]]) -> Verdict:
 
 
 def representation_drift(groups: dict[float, list[RunResult]], layer: int | None = None) -> Verdict:
-    """Chapter 7 (Day 9): under noise the representation drifts further, with a sharper early drop, by cosine and CKA."""
+    """Chapter 7 (Day 9): under noise the representation drifts further, with a sharper early drop (cosine and CKA)."""
     lo, hi = min(groups), max(groups)
     layer = layer or groups[lo][0].config.depth
     cos = {k: [A.cosine_drift(r, layer) for r in groups[k]] for k in (lo, hi)}
@@ -353,9 +358,12 @@ def representation_drift(groups: dict[float, list[RunResult]], layer: int | None
     k_end = A.early(groups[lo][0]).stop  # checkpoint at the end of early training
     n = len(groups[lo])
     checks = [
-        Check(f"final cosine to init, {lo:.0%} minus {hi:.0%} noise", tuple(cos[lo][s][-1] - cos[hi][s][-1] for s in range(n))),
-        Check(f"final CKA with init, {lo:.0%} minus {hi:.0%} noise", tuple(cka[lo][s][-1] - cka[hi][s][-1] for s in range(n))),
-        Check(f"cosine lost by epoch {k_end}, {hi:.0%} minus {lo:.0%}", tuple(cos[lo][s][k_end] - cos[hi][s][k_end] for s in range(n))),
+        Check(f"final cosine to init, {lo:.0%} minus {hi:.0%} noise",
+              tuple(cos[lo][s][-1] - cos[hi][s][-1] for s in range(n))),
+        Check(f"final CKA with init, {lo:.0%} minus {hi:.0%} noise",
+              tuple(cka[lo][s][-1] - cka[hi][s][-1] for s in range(n))),
+        Check(f"cosine lost by epoch {k_end}, {hi:.0%} minus {lo:.0%}",
+              tuple(cos[lo][s][k_end] - cos[hi][s][k_end] for s in range(n))),
         Check(f"cosine lost after epoch {k_end}, {hi:.0%} minus {lo:.0%}",
               tuple((cos[hi][s][k_end] - cos[hi][s][-1]) - (cos[lo][s][k_end] - cos[lo][s][-1]) for s in range(n))),
     ]
@@ -390,16 +398,19 @@ def gradient_variance_drift(groups: dict[float, list[RunResult]], layer: int | N
     checks = [
         Check(f"log(first-layer gradient noise in the first fifth of epochs), {hi:.0%} over {lo:.0%}",
               _paired(groups, hi, lo, lambda a, b: _log(early_noise(a) / early_noise(b)))),
-        Check(f"rise of that noise after epoch 1, {hi:.0%} minus {lo:.0%}", _paired(groups, hi, lo, lambda a, b: rise(a) - rise(b))),
+        Check(f"rise of that noise after epoch 1, {hi:.0%} minus {lo:.0%}",
+              _paired(groups, hi, lo, lambda a, b: rise(a) - rise(b))),
         Check(f"at {hi:.0%}, Spearman rho of epoch-to-epoch changes: gradient noise vs drift of hidden{layer}",
               tuple(A.noise_drift_rho(r, layer) for r in groups[hi])),
     ]
     rho_levels = [A.spearman(A.gradient_noise(r)[:, 0], A.drift_speed(r, layer)) for r in groups[hi]]
-    extra = {f"early first-layer gradient noise, {k:.0%}": A.spread([early_noise(r) for r in groups[k]]).fmt(4) for k in (lo, hi)}
+    extra = {f"early first-layer gradient noise, {k:.0%}": A.spread([early_noise(r) for r in groups[k]]).fmt(4)
+             for k in (lo, hi)}
     extra["rho of the levels (not used: both trend with time)"] = A.spread(rho_levels).fmt(2)
     return verdict(
         "\"Under label noise, early-layer gradient variance increases substantially during early training epochs\"; "
-        "\"The temporal rise in gradient variance aligns closely with the onset of rapid representation drift.\" (Day 10)",
+        "\"The temporal rise in gradient variance aligns closely with the onset of rapid representation drift.\" "
+        "(Day 10)",
         checks, extra,
         note="'Variance' is the gradient noise (trace of the mini-batch gradient covariance). The study judged the "
              "alignment by eye; here it is the rank correlation of the two series' epoch-to-epoch changes, because "
@@ -424,14 +435,15 @@ def width_capacity(groups: dict[int, list[RunResult]]) -> Verdict:
 
     n = len(groups[w0])
     checks = [
-        Check(f"training accuracy at mid-training, width {wn} minus {w0}", _paired(groups, wn, w0, lambda a, b: mid(a) - mid(b))),
+        Check(f"training accuracy at mid-training, width {wn} minus {w0}",
+              _paired(groups, wn, w0, lambda a, b: mid(a) - mid(b))),
         Check(f"training gain minus test gain from width {w0} to {wn}",
               _paired(groups, wn, w0, lambda a, b: (a.final("train_acc") - b.final("train_acc"))
                       - (a.final("test_acc") - b.final("test_acc")))),
         Check(f"gap at width {w1} minus at width {w0}", _paired(groups, w1, w0, lambda a, b: gap(a) - gap(b))),
         Check(f"smallest gap beyond width {w1} minus the gap at {w1}",
-              tuple(min(gap(groups[w][s]) for w in widths[2:]) - gap(groups[w1][s]) for s in range(n)) if len(widths) > 2
-              else (0.0,) * n, kind="not_less"),
+              tuple(min(gap(groups[w][s]) for w in widths[2:]) - gap(groups[w1][s]) for s in range(n))
+              if len(widths) > 2 else (0.0,) * n, kind="not_less"),
     ]
     extra = {f"width {w}: train / test / gap": f"{np.mean([r.final('train_acc') for r in groups[w]]):.3f} / "
                                              f"{np.mean([r.final('test_acc') for r in groups[w]]):.3f} / "
@@ -476,8 +488,8 @@ def dataset_shift(groups: dict[float, list[RunResult]]) -> Verdict:
     extra = {f"rotated-test accuracy, {k:.0%}": _mean([r.final("shift_acc") for r in groups[k]]) for k in (lo, hi)}
     extra[f"relative drop (1 - rotated / test), {hi:.0%}"] = _mean([rel_drop(r) for r in groups[hi]])
     extra["relative drop, clean at matched accuracy"] = _mean([m[0] for m in matched])
-    extra["validation accuracy: noisy final / clean matched"] = (f"{_mean([r.history['val_acc'][-1] for r in groups[hi]])} / "
-                                                                f"{_mean([m[1] for m in matched])}")
+    extra["validation accuracy: noisy final / clean matched"] = (
+        f"{_mean([r.history['val_acc'][-1] for r in groups[hi]])} / {_mean([m[1] for m in matched])}")
     extra["matched clean epoch per seed"] = ", ".join(str(m[2]) for m in matched)
     return verdict(
         "\"Models trained under noisy supervision perform significantly worse under distribution shift\"; \"Despite "
@@ -505,15 +517,18 @@ def masc_decoding(tables: dict[float, list[dict]], high: tuple[float, ...] = (0.
         return best_layer(t, select_on="val")
 
     gain = tuple(min(best(tables[p][s])[1] - tables[p][s]["model_test_acc"] for p in ps) for s in range(n))
-    over = tuple(min(best(tables[p][s])[1] - tables[p][s]["layers"]["input"]["masc_corrupted"] for p in ps) for s in range(n))
-    checks = [Check(f"smallest over p in {', '.join(map(str, ps))} of best hidden layer's MASC minus the network", gain),
-              Check(f"smallest over p in {', '.join(map(str, ps))} of best hidden layer's MASC minus MASC on the raw input",
-                    over)]
+    over = tuple(min(best(tables[p][s])[1] - tables[p][s]["layers"]["input"]["masc_corrupted"] for p in ps)
+                 for s in range(n))
+    checks = [Check(f"smallest over p in {', '.join(map(str, ps))} of best hidden layer's MASC minus the network",
+                    gain),
+              Check(f"smallest over p in {', '.join(map(str, ps))} of best hidden layer's MASC "
+                    "minus MASC on the raw input", over)]
     extra = {}
     for p in ps:
         extra[f"p = {p}: network test accuracy"] = _mean([t["model_test_acc"] for t in tables[p]])
-        extra[f"p = {p}: MASC, best hidden layer / raw input"] = (f"{_mean([best(t)[1] for t in tables[p]])} / "
-                                                                f"{_mean([t['layers']['input']['masc_corrupted'] for t in tables[p]])}")
+        extra[f"p = {p}: MASC, best hidden layer / raw input"] = (
+            f"{_mean([best(t)[1] for t in tables[p]])} / "
+            f"{_mean([t['layers']['input']['masc_corrupted'] for t in tables[p]])}")
         extra[f"p = {p}: best hidden layer per seed (on validation)"] = ", ".join(best(t)[0] for t in tables[p])
     return verdict(
         "Networks trained on corrupted labels keep layers from which MASC decodes the true test labels significantly "

@@ -58,10 +58,11 @@ class Explorer:
         self.image.add_class("memlib-explorer-image")
         self._gen = 0
         self._lock, self._draw_lock = threading.Lock(), threading.Lock()
-        self.timings: dict[str, float] = {}  # seconds from the last change to the first frame and to the finished figure
+        self.timings: dict[str, float] = {}  # seconds from the last change to the first frame and to the whole figure
         for s in [*self.sliders.values(), *self.views.values()]:
             s.observe(self._changed, names="value")
-        self.widget = W.VBox([W.HBox([*self.sliders.values(), *self.views.values()], layout=W.Layout(flex_flow="row wrap")),
+        self.widget = W.VBox([W.HBox([*self.sliders.values(), *self.views.values()],
+                                     layout=W.Layout(flex_flow="row wrap")),
                               self.status, self.image])
         self.widget.add_class("memlib-live-explorer")
         self.update(background=False)
@@ -86,7 +87,7 @@ class Explorer:
         self.update(background=True)
 
     def update(self, background: bool = True) -> None:
-        """Redraw for the current values: cached runs at once; others train off the main thread, drawn live each epoch."""
+        """Redraw for the current values: cached runs at once; others train off-thread, drawn live each epoch."""
         with self._lock:
             self._gen += 1
             gen = self._gen
@@ -205,7 +206,8 @@ def static_explorer(grid: dict, controls: dict[str, list], draw: Draw, width: fl
         W.jslink((sliders[0], "index"), (stack, "selected_index"))
     meta = {"key": key, "controls": [{"name": n, "values": [_url_value(v) for v in controls[n]], "labels": labels[n]}
                                      for n in names], "alts": alts}
-    info = W.HTML(value=f'<span class="memlib-explorer-meta" hidden data-meta="{html.escape(json.dumps(meta))}"></span>',
+    info = W.HTML(value='<span class="memlib-explorer-meta" hidden '
+                        f'data-meta="{html.escape(json.dumps(meta))}"></span>',
                   layout=W.Layout(display="none"))
     box = W.VBox([W.HBox(sliders, layout=W.Layout(flex_flow="row wrap")), stack, info])
     box.add_class("memlib-static-explorer")  # the browser test moves these sliders and expects a new image

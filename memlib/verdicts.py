@@ -8,6 +8,7 @@ chosen on the test set: peaks, best epochs and best layers are picked on validat
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -322,7 +323,7 @@ def memorization(groups: dict[float, list[RunResult]]) -> Verdict:
         return r.final("train_acc") - r.final("test_acc")
 
     n = len(groups[hi])
-    widen = tuple(min(gap(groups[b][s]) - gap(groups[a][s]) for a, b in zip(noises, noises[1:], strict=True))
+    widen = tuple(min(gap(groups[b][s]) - gap(groups[a][s]) for a, b in itertools.pairwise(noises))
                   for s in range(n))
     lead, fall = [], []
     for r in groups[hi]:

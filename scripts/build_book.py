@@ -1,30 +1,16 @@
 #!/usr/bin/env python3
-"""The steps of the book build that no tool does; the Makefile runs them and papermill executes the chapters.
+"""The steps of the book build that no tool does. The Makefile drives them (`make book`, -jN -k -n -B); papermill
+executes the chapters into _build/executed/<mode>/chapters/ (logs/, failed/ beside them).
 
-    make book [MODE=quick|standard|full]    (make -jN, -k, -n, -B: parallel chapters, keep going, dry run, redo)
-
-    build_book.py check NB            before papermill: the chapter has one `parameters` cell that sets `mode`
-    build_book.py failed NB PARTIAL   after papermill failed: keep its notebook in failed/, name the chapter and cell
-    build_book.py environment         after chapters executed: what they ran with, for the reproducibility page
-    build_book.py html [--toc FILE]   timings.json from papermill's metadata; stage the executed copies (parameter
-                                      cells hidden); jupyter-book build -W; widget fonts; swap the HTML in
-
-Layout (under --build-dir, default _build/):
-
-    mode       executed chapters                  staged sources     HTML book
-    quick      _build/executed/quick/chapters/    _build/src/quick/     _build/quick/html/
-    standard   _build/executed/standard/chapters/ _build/src/standard/  _build/html/
-    full       _build/executed/full/chapters/     _build/src/full/      _build/full/html/
-
-    _build/executed/memlib.sha256                  memlib's code (names and bytes of memlib/*.py), made by make
-    _build/executed/<mode>/chapters/NN-slug.ipynb  the executed copy (outputs, widget state, metadata.papermill)
-    _build/executed/<mode>/timings.json            {"mode", "chapters": {NN-slug: seconds}, "total"}
-    _build/executed/<mode>/environment.json        packages, hardware, commit (when chapters last executed)
-    _build/executed/<mode>/logs/NN-slug.log        papermill's log of the kernel run
-    _build/executed/<mode>/failed/NN-slug.ipynb    a failed run, with the error, for inspection
+    build_book.py check NB            a chapter has one `parameters` cell that sets `mode` (before papermill)
+    build_book.py failed NB PARTIAL   papermill failed: keep its notebook in failed/, name the chapter and cell
+    build_book.py environment         what the executed chapters ran with (environment.json)
+    build_book.py html [--toc FILE]   timings.json from metadata.papermill.duration, then the staged sources
+                                      (_build/src/<mode>/, parameter cells hidden), jupyter-book build -W, widget
+                                      fonts, and the HTML swapped in: _build/html/ (standard), _build/<mode>/html/
 
 The HTML is built into a temporary folder that replaces the old book only on success, and only when the staged
-sources changed. Bad input stops with a one-line error and exit status 2; a failed step with status 1.
+sources changed. Bad input: a one-line error, exit status 2; a failed step: exit status 1.
 """
 from __future__ import annotations
 
@@ -69,12 +55,6 @@ def rel(p: Path) -> str:
         return str(p)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.parent / f".{path.name}.tmp"
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def find_chapters(folder: Path) -> list[Path]:
     """The chapter notebooks in folder, sorted by file name (hidden files and checkpoints left out)."""
     if not folder.is_dir():
@@ -100,31 +80,23 @@ def check_chapter(nb_path: Path) -> None:
 
 
 def report_failure(src: Path, partial: Path, paths: dict) -> str:
-    """Move papermill's notebook of a failed run to failed/; say which chapter and which cell of it failed."""
+    """Move papermill's notebook of a failed run to failed/; name the chapter, the failing cell, papermill's error."""
     import nbformat
 
     log, lines = paths["logs"] / f"{src.stem}.log", [f"[book] FAILED {src.stem}"]
-    kept = error_cell = None
     if partial.is_file():
         kept = paths["failed"] / src.name
-        kept.parent.mkdir(parents=True, exist_ok=True)
         os.replace(partial, kept)
-        cells = nbformat.read(kept, as_version=4).cells
-        error_cell = next((c for c in cells if any(o.output_type == "error" for o in c.get("outputs", []))), None)
-    if error_cell is not None:
-        err = next(o for o in error_cell.outputs if o.output_type == "error")
+        cell = next((c for c in nbformat.read(kept, as_version=4).cells
+                     if any(o.output_type == "error" for o in c.get("outputs", []))), None)
         ids = [c.get("id") for c in nbformat.read(src, as_version=4).cells]
-        where = (f"cell {ids.index(error_cell.id) + 1} of {len(ids)} of the chapter notebook"
-                 if error_cell.get("id") in ids else "a cell papermill added")
-        lines.append(f"  {where} (In [{error_cell.execution_count}]) raised {err.ename}: {ANSI.sub('', err.evalue)}")
-        source = error_cell.source.splitlines()
-        lines += ["  cell source:"] + [f"    | {s}" for s in source[:12]] + (["    | ..."] if len(source) > 12 else [])
-        tail = ANSI.sub("", "\n".join(err.traceback)).splitlines()[-15:]
-    else:  # no cell raised: the kernel died, timed out or never started
-        tail = log.read_text(errors="replace").splitlines()[-15:] if log.is_file() else []
-    lines += [f"  the failed run, with its outputs: {rel(kept)}"] if kept else []
-    lines += ["  last lines:"] + [f"    {t}" for t in tail] + [f"  log: {rel(log)}"]
-    return "\n".join(lines)
+        if cell is not None and cell.get("id") in ids:
+            lines.append(f"  cell {ids.index(cell.id) + 1} of {len(ids)} of the chapter notebook "
+                         f"(In [{cell.execution_count}] of the failed run) raised:")
+        lines.append(f"  the failed run, with its outputs: {rel(kept)}")
+    text = ANSI.sub("", log.read_text(errors="replace")) if log.is_file() else ""
+    tail = text.split("PapermillExecutionError:")[-1].strip().splitlines()[-20:]  # papermill's own message
+    return "\n".join(lines + [f"    {t}" for t in tail] + [f"  papermill's log: {rel(log)}"])
 
 
 def write_timings(paths: dict, names: list[str], mode: str) -> dict:
@@ -137,7 +109,9 @@ def write_timings(paths: dict, names: list[str], mode: str) -> dict:
         except (OSError, ValueError, KeyError, TypeError):
             continue
     data = {"mode": mode, "chapters": times, "total": round(sum(times.values()), 2)}
-    atomic_write_text(paths["timings"], json.dumps(data, indent=1) + "\n")
+    tmp = paths["timings"].with_name(".timings.json.tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    os.replace(tmp, paths["timings"])
     return data
 
 
@@ -196,16 +170,8 @@ def stage(paths: dict, chapters: list[Path], mode: str, toc_path: Path = ROOT / 
     # into the staged book/_generated/ (the committed pages {include} them) before the toc is checked.
     book_pages.generate(staging, paths["exec_chapters"], paths["exec"].parent.parent, mode,
                         [nb.stem for nb in chapters])
-    try:
-        toc = yaml.safe_load(toc_path.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise BuildError(f"{rel(toc_path)} is not readable YAML: {e}") from None
-    if not isinstance(toc, dict) or toc.get("format") != "jb-book" or not toc.get("root"):
-        raise BuildError(f"{rel(toc_path)} must be a Jupyter Book toc with `format: jb-book` and a `root`")
-    listed = [_strip_suffix(f) for f in toc_listed(toc)]
-    for f in listed:
-        if not any((staging / f"{f}{s}").is_file() for s in (".md", ".ipynb")):
-            raise BuildError(f"{rel(toc_path)} lists {f}, but this build has neither {f}.md nor {f}.ipynb")
+    # Jupyter Book reports a toc entry without its file; a chapter the toc leaves out it would skip silently.
+    listed = {_strip_suffix(f) for f in toc_listed(yaml.safe_load(toc_path.read_text()))}
     unlisted = [nb.stem for nb in chapters if f"chapters/{nb.stem}" not in listed]
     if unlisted:
         raise BuildError(f"{rel(toc_path)} does not list chapters/{unlisted[0]}: add `- file: chapters/{unlisted[0]}`")
@@ -268,18 +234,11 @@ def build_html(paths: dict) -> bool:
         log.write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
         built = work / "_build" / "html"
         if proc.returncode != 0 or not (built / "index.html").is_file():
-            text = ANSI.sub("", proc.stdout + "\n" + proc.stderr)
-            problems = [m.group(0).strip() for m in re.finditer(
-                r"^.*(?:SphinxWarning: |: (?:WARNING|ERROR|CRITICAL|SEVERE): |^\w+Error: (?!\s*$)).*$", text, re.M)]
-            print(f"[book] FAILED HTML build (exit {proc.returncode}); the previous book, if any, is left as it was",
-                  file=sys.stderr)
-            for ln in (problems or text.splitlines())[-25:]:
-                print(f"    {ln}", file=sys.stderr)
-                m = re.search(r"\.ipynb:(\d{5,})\b", ln)
-                if m:  # myst-nb reports a notebook location as (cell index + 1) * 10000 + line
-                    print(f"      (that is cell {int(m.group(1)) // 10000} of the executed notebook, counting from 1; "
-                          "it has papermill's injected-parameters cell after the parameters cell)", file=sys.stderr)
-            print(f"  full log: {rel(log)}", file=sys.stderr)
+            text = ANSI.sub("", proc.stdout + "\n" + proc.stderr).splitlines()
+            problems = [ln for ln in text if re.search(r"WARNING|ERROR|CRITICAL|SEVERE|\w+Error: ", ln)]
+            print(f"[book] FAILED HTML build (exit {proc.returncode}); the previous book, if any, is left as it was\n"
+                  "    (a warning's notebook line NNNNN is cell NNNNN // 10000 of the executed notebook, from 1)\n    "
+                  + "\n    ".join((problems or text)[-25:]) + f"\n  full log: {rel(log)}", file=sys.stderr)
             return False
         n_dirs = copy_widget_fonts(built)
         (built / marker.name).write_text(source + "\n")
@@ -342,10 +301,6 @@ def main(argv=None) -> int:
             if problem:
                 raise BuildError(f"the vendored browser assets are not ready ({problem}): run `make vendor`")
             chapters = find_chapters(args.chapters.resolve())
-            missing = [nb.stem for nb in chapters if not (paths["exec_chapters"] / nb.name).is_file()]
-            if missing:
-                raise BuildError(f"not executed yet: {', '.join(missing)} (make book MODE={args.mode} executes them)")
-            paths["exec_chapters"].mkdir(parents=True, exist_ok=True)
             tidy(paths, [nb.stem for nb in chapters])
             timings = write_timings(paths, [nb.stem for nb in chapters], args.mode)
             print(f"[book] mode={args.mode}: {len(chapters)} chapter(s) executed, {timings['total']:.1f} s of kernel "

@@ -306,7 +306,8 @@ def test_killed_build_leaves_nothing_behind(tmp_path):
     assert again.returncode == 0, again.stdout + again.stderr
     assert ">> demo-chapter: executing" in again.stdout
     assert (book["paths"]["html"] / "chapters" / "demo-chapter.html").is_file()
-    assert nbformat.read(book["paths"]["exec_chapters"] / "demo-chapter.ipynb", as_version=4).metadata.papermill.duration
+    executed = nbformat.read(book["paths"]["exec_chapters"] / "demo-chapter.ipynb", as_version=4)
+    assert executed.metadata.papermill.duration > 0 and not executed.metadata.papermill.exception
     assert not leftovers(book), leftovers(book)
 
 

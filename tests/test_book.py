@@ -48,7 +48,8 @@ def test_toc_is_a_valid_jupyter_book_toc():
     for f in bbk.toc_listed(toc):
         f = bbk._strip_suffix(f)
         if not f.startswith("chapters/"):
-            assert any((ROOT / f"{f}{s}").is_file() for s in (".md", ".ipynb")), f"_toc.yml lists {f}, which does not exist"
+            exists = any((ROOT / f"{f}{s}").is_file() for s in (".md", ".ipynb"))
+            assert exists, f"_toc.yml lists {f}, which does not exist"
 
 
 def test_toc_and_chapters_agree():

@@ -30,18 +30,72 @@ QUICK_EXECUTED := _build/executed/quick/chapters
 vendor: $(STAMP)
 	@$(PY) scripts/vendor_assets.py
 
+# The book of mode $(1), one build per mode at a time (flock), JOBS chapters at a time (or make -jN's N; THREADS
+# is counted from JOBS). make -k book: keep going after a failing chapter; make -n book: say what would be
+# executed; make -B book: execute every chapter and rebuild the HTML (and reinstall .venv).
+locked_html = mkdir -p $(abspath $(BUILD))/executed/$(1); lock=$(abspath $(BUILD))/executed/$(1)/.lock; \
+	flock -n $$lock true || echo "[book] another build of mode $(1) is running: waiting for it"; \
+	flock $$lock $(MAKE) --no-print-directory $(or $(filter -j%,$(MAKEFLAGS)),-j$(JOBS)) html MODE=$(1) THREADS=$(THREADS)
+
 book: $(STAMP) vendor
-	$(PY) scripts/build_book.py --mode $(MODE) --jobs $(JOBS) --threads $(THREADS)
+	+@$(call locked_html,$(MODE))
 
 test: $(STAMP) vendor
-	$(PY) scripts/build_book.py --mode quick --jobs $(JOBS) --threads $(THREADS)
+	+@$(call locked_html,quick)
 	shopt -s nullglob; chapters=($(QUICK_EXECUTED)/*.ipynb); \
-	export OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) OPENBLAS_NUM_THREADS=$(THREADS); \
+	export $(THREAD_ENV); \
 	if (( $${#chapters[@]} )); then \
 	  $(PY) -m pytest tests "$${chapters[@]}" $(NBVAL); \
 	else \
 	  echo "no executed chapters yet: running tests/ only"; $(PY) -m pytest tests; \
 	fi
+
+# --------------------------------------------------------------------------- the book's rules
+# Each executed chapter, $(BUILD)/executed/<mode>/chapters/NN-slug.ipynb, is made by papermill from
+# $(CHAPTERS)/NN-slug.ipynb when the notebook or memlib's code is newer. The mode is in the path: a mode
+# change executes its own copies. memlib counts by content (every memlib/*.py, names and bytes, in
+# memlib.sha256): a checkout that only touches the files executes nothing. papermill writes into a hidden
+# file that is renamed on success; a failed run goes to failed/ with its error (build_book.py failed).
+# `html` then stages the executed copies and runs Jupyter Book (scripts/build_book.py html).
+CHAPTERS ?= chapters
+BUILD ?= _build
+TOC ?= _toc.yml
+MEMLIB ?= memlib
+$(if $(filter $(MODE),quick standard full),,$(error MODE=$(MODE) is not a mode: use quick, standard or full))
+EXEC := $(abspath $(BUILD))/executed/$(MODE)
+NOTEBOOKS := $(filter-out $(CHAPTERS)/_%,$(wildcard $(CHAPTERS)/*.ipynb))
+EXECUTED := $(patsubst $(CHAPTERS)/%,$(EXEC)/chapters/%,$(NOTEBOOKS))
+MEMLIB_SUM := $(abspath $(BUILD))/executed/memlib.sha256
+BBK := $(PY) scripts/build_book.py --mode $(MODE) --build-dir $(BUILD) --chapters $(CHAPTERS)
+THREAD_ENV := OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) OPENBLAS_NUM_THREADS=$(THREADS) \
+	NUMEXPR_NUM_THREADS=$(THREADS) VECLIB_MAXIMUM_THREADS=$(THREADS)
+PAPERMILL := $(PY) -m papermill --kernel python3 --cwd $(EXEC)/chapters --log-output --no-progress-bar \
+	--request-save-on-cell-execute $(if $(CELL_TIMEOUT),--execution-timeout $(CELL_TIMEOUT))
+
+.DELETE_ON_ERROR:
+.PHONY: chapters html
+chapters: $(EXECUTED)
+
+html: $(EXEC)/environment.json
+	@$(BBK) html --toc $(TOC)
+
+$(EXEC)/environment.json: $(EXECUTED)
+	@$(BBK) environment
+
+$(MEMLIB_SUM): $(MEMLIB) $(wildcard $(MEMLIB)/*.py)
+	+@mkdir -p $(@D); s=$$(cd $(MEMLIB) && sha256sum *.py | sha256sum); \
+	[ "$$s" = "$$(cat $@ 2>/dev/null)" ] || { echo "$$s" > $@.tmp && mv $@.tmp $@; }
+
+$(EXEC)/chapters/%.ipynb: $(CHAPTERS)/%.ipynb $(MEMLIB_SUM)
+	@rm -f $@ $(@D)/.$*.ipynb $(EXEC)/logs/$*.runs.jsonl; mkdir -p $(@D) $(EXEC)/logs $(EXEC)/failed
+	@$(BBK) check $<
+	@echo "[book] >> $*: executing (mode=$(MODE), $(THREADS) thread$(if $(filter 1,$(THREADS)),,s))"
+	@t0=$$(date +%s%N); \
+	env -u MPLBACKEND $(THREAD_ENV) PYDEVD_DISABLE_FILE_VALIDATION=1 MEMLIB_RUN_LOG=$(EXEC)/logs/$*.runs.jsonl \
+	  $(PAPERMILL) $(abspath $<) $(@D)/.$*.ipynb -p mode $(MODE) > $(EXEC)/logs/$*.log 2>&1 \
+	  || { $(BBK) failed $< $(@D)/.$*.ipynb; exit 1; }; \
+	mv $(@D)/.$*.ipynb $@; \
+	echo "[book] ok $*: done in $$(awk "BEGIN { printf \"%.1f\", ($$(date +%s%N) - $$t0) / 1e9 }") s"
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab chapters/

@@ -75,13 +75,8 @@ def executed_chapters(paths: dict, mode: str) -> list[Path]:
     if not chapters:
         raise PdfError(f"no executed chapters in {bbk.rel(paths['exec_chapters'])}/: build the book first "
                        f"(make book MODE={mode})")
-    memlib = bbk.memlib_hash()
-    stale = []
-    for nb in chapters:
-        src = ROOT / "chapters" / nb.name
-        st = bbk.read_stamp(paths["exec_chapters"] / f"{nb.stem}.stamp.json")
-        if src.is_file() and st.get("key") != bbk.chapter_key(src, mode, memlib):
-            stale.append(nb.stem)
+    executed = {nb.stem for nb in chapters}
+    stale = [c for c in bbk.stale_chapters(paths["exec"].parent.parent, mode) if c in executed]
     if stale:
         print(f"[pdf] warning: executed before the latest change to their notebook or memlib: {', '.join(stale)} "
               f"(make book MODE={mode} executes them again)", file=sys.stderr)
@@ -180,8 +175,7 @@ def build_pdf(mode: str, build_dir: Path, out: Path, chromium: Path = CHROMIUM, 
         chapters = executed_chapters(paths, mode)
         staging = work_root / "src"
         staging.parent.mkdir(parents=True, exist_ok=True)
-        for note in bbk.stage({**paths, "staging": staging}, chapters, mode):
-            print(f"[pdf] note: {note}")
+        bbk.stage({**paths, "staging": staging}, chapters, mode)
     finally:
         lock.close()
     work = Path(tempfile.mkdtemp(prefix=".singlehtml-", dir=work_root))

@@ -1,8 +1,9 @@
-"""The book pipeline: _config.yml, _toc.yml, references, scripts/build_book.py, the nbval sanitizers.
+"""The book pipeline: _config.yml, _toc.yml, references, the Makefile's book rules, scripts/build_book.py, nbval.
 
 The fast tests check the committed configuration and the build script's logic. The tests marked
-`slow` run the whole pipeline on tests/fixtures/demo-chapter.ipynb in a temporary build folder:
-execute + build, incremental rebuild, a failing chapter, and nbval catching a changed accuracy.
+`slow` run the whole pipeline (`make html`) on tests/fixtures/demo-chapter.ipynb in a temporary build
+folder: execute + build, incremental rebuild and dry runs, a failing chapter, a killed build, and nbval
+catching a changed accuracy.
 """
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -45,7 +48,8 @@ def test_toc_is_a_valid_jupyter_book_toc():
     for f in bbk.toc_listed(toc):
         f = bbk._strip_suffix(f)
         if not f.startswith("chapters/"):
-            assert any((ROOT / f"{f}{s}").is_file() for s in (".md", ".ipynb")), f"_toc.yml lists {f}, which does not exist"
+            exists = any((ROOT / f"{f}{s}").is_file() for s in (".md", ".ipynb"))
+            assert exists, f"_toc.yml lists {f}, which does not exist"
 
 
 def test_toc_and_chapters_agree():
@@ -109,48 +113,6 @@ def test_chapter_has_a_mode_parameter(nb):
 
 # --------------------------------------------------------------------------- build script logic
 
-def test_staged_toc_drops_missing_and_appends_unlisted_chapters():
-    toc = {"format": "jb-book", "root": "book/intro",
-           "chapters": [{"file": "chapters/01-a"}, {"file": "chapters/02-b"}, {"file": "book/references"}]}
-    staged, notes = bbk.staged_toc(toc, ["chapters/01-a", "chapters/03-c"])
-    assert staged["chapters"] == [{"file": "chapters/01-a"}, {"file": "chapters/03-c"}, {"file": "book/references"}]
-    assert any("02-b" in n for n in notes) and any("03-c" in n for n in notes)
-    assert toc["chapters"][1] == {"file": "chapters/02-b"}, "the committed toc must not change"
-    staged, _ = bbk.staged_toc(toc, [])
-    assert staged["chapters"] == [{"file": "book/references"}]
-    only_root = {"format": "jb-book", "root": "book/intro"}
-    assert bbk.staged_toc(only_root, [])[0] == only_root
-    assert bbk.staged_toc(only_root, ["chapters/01-a"])[0]["chapters"] == [{"file": "chapters/01-a"}]
-    parts = {"format": "jb-book", "root": "book/intro",
-             "parts": [{"caption": "One", "chapters": [{"file": "chapters/01-a"}]},
-                       {"caption": "Two", "chapters": [{"file": "chapters/02-b"}]}]}
-    staged, _ = bbk.staged_toc(parts, ["chapters/01-a", "chapters/09-z"])
-    assert staged["parts"] == [{"caption": "One", "chapters": [{"file": "chapters/01-a"}, {"file": "chapters/09-z"}]}]
-
-
-def test_chapter_key_tracks_notebook_mode_and_memlib(tmp_path):
-    nb = tmp_path / "x.ipynb"
-    nb.write_text("{}")
-    k = bbk.chapter_key(nb, "quick", "m1")
-    assert k == bbk.chapter_key(nb, "quick", "m1")
-    assert k != bbk.chapter_key(nb, "standard", "m1")
-    assert k != bbk.chapter_key(nb, "quick", "m2")
-    nb.write_text("{ }")
-    assert k != bbk.chapter_key(nb, "quick", "m1")
-
-
-def test_memlib_hash_covers_every_module(tmp_path):
-    (tmp_path / "memlib").mkdir()
-    (tmp_path / "memlib" / "a.py").write_text("x = 1\n")
-    h1 = bbk.memlib_hash(tmp_path)
-    (tmp_path / "memlib" / "b.py").write_text("")
-    h2 = bbk.memlib_hash(tmp_path)
-    (tmp_path / "memlib" / "a.py").write_text("x = 2\n")
-    h3 = bbk.memlib_hash(tmp_path)
-    assert len({h1, h2, h3}) == 3
-    assert bbk.memlib_hash() == bbk.memlib_hash(ROOT)
-
-
 def test_check_chapter_wants_a_parameters_cell_with_mode(tmp_path):
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
     p = tmp_path / "01-x.ipynb"
@@ -198,20 +160,42 @@ def test_sanitizer_masks_timings_but_not_results():
 
 # --------------------------------------------------------------------------- the whole pipeline (slow)
 
+def make(book: dict, *args: str, **kw) -> subprocess.CompletedProcess:
+    """`make html` (the book's rules, without the .venv check) on a fixture book."""
+    cmd = ["make", "--no-print-directory", "-C", str(ROOT), "html", "MODE=quick", "THREADS=1", f"PY={sys.executable}",
+           f"CHAPTERS={book['chapters']}", f"BUILD={book['build']}", f"TOC={book['toc']}", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, **kw)
+
+
+def fixture_toc(path: Path) -> Path:
+    """The committed toc with the fixture chapter in place of the book's chapters."""
+    toc = load_yaml("_toc.yml")
+    toc["chapters"] = [{"file": "chapters/demo-chapter"}] + [e for e in toc["chapters"]
+                                                            if not e["file"].startswith("chapters/")]
+    path.write_text(yaml.safe_dump(toc, sort_keys=False))
+    return path
+
+
+def new_book(base: Path, notebook: Path = FIXTURE) -> dict:
+    (base / "chapters").mkdir(parents=True)
+    shutil.copy2(notebook, base / "chapters" / "demo-chapter.ipynb")
+    return {"base": base, "chapters": base / "chapters", "build": base / "_build",
+            "toc": fixture_toc(base / "_toc.yml"), "paths": bbk.layout(base / "_build", "quick")}
+
+
 @pytest.fixture(scope="module")
 def fixture_book(tmp_path_factory):
     """The fixture chapter built in quick mode into a temporary build folder."""
-    base = tmp_path_factory.mktemp("book")
-    chapters = base / "chapters"
-    chapters.mkdir()
-    shutil.copy2(FIXTURE, chapters / FIXTURE.name)
-    build = base / "_build"
-    args = ["--mode", "quick", "--jobs", "1", "--threads", "1", "--chapters", str(chapters), "--build-dir", str(build)]
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_book.py"), *args],
-                          capture_output=True, text=True)
+    book = new_book(tmp_path_factory.mktemp("book"))
+    proc = make(book, "-j1")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    return {"base": base, "chapters": chapters, "build": build, "args": args, "out": proc.stdout,
-            "paths": bbk.layout(build, "quick")}
+    return {**book, "out": proc.stdout}
+
+
+def leftovers(book: dict) -> list[Path]:
+    """Hidden files and folders in a build (temporary ones), outside the built HTML (Sphinx's .buildinfo)."""
+    html = book["paths"]["html"]
+    return [p for p in book["build"].rglob(".*") if p.name != ".lock" and html not in p.parents]
 
 
 @pytest.mark.slow
@@ -223,10 +207,10 @@ def test_pipeline_builds_the_fixture(fixture_book):
     injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and 'mode = "quick"' in injected[0].source
     assert "application/vnd.jupyter.widget-state+json" in executed.metadata.get("widgets", {})
-    stamp = json.loads((paths["exec_chapters"] / "demo-chapter.stamp.json").read_text())
-    assert stamp["mode"] == "quick" and len(stamp["memlib"]) == 64 and stamp["source"].endswith("demo-chapter.ipynb")
+    meta = executed.metadata["papermill"]
+    assert meta["parameters"] == {"mode": "quick"} and meta["input_path"].endswith("demo-chapter.ipynb")
     timings = json.loads(paths["timings"].read_text())
-    assert set(timings["chapters"]) == {"demo-chapter"} and timings["total"] > 0
+    assert timings["chapters"] == {"demo-chapter": round(meta["duration"], 2)} and timings["total"] > 0
     html = paths["html"]
     page = (html / "chapters" / "demo-chapter.html").read_text()
     assert "application/vnd.jupyter.widget-view+json" in page and "_static/widgets/embed-amd.js" in page
@@ -234,52 +218,102 @@ def test_pipeline_builds_the_fixture(fixture_book):
     assert (html / "_sources" / "chapters" / "demo-chapter.ipynb").is_file(), "download button source"
     for sub in bbk.WIDGET_FONT_DIRS:
         assert list((html / "chapters" / sub).glob("*.woff2")), sub
-    assert not bbk.remote_refs(html)
     assert not list(paths["exec"].glob(".demo-chapter.*")), "temporary execution folder left behind"
+    assert not leftovers(fixture_book)
 
 
 @pytest.mark.slow
-def test_pipeline_is_incremental(fixture_book, monkeypatch, capsys):
-    args = fixture_book["args"]
-    stamp = json.loads((fixture_book["paths"]["exec_chapters"] / "demo-chapter.stamp.json").read_text())
-    # The memlib code the fixture was executed with (pinned: memlib may be edited while tests run).
-    monkeypatch.setattr(bbk, "memlib_hash", lambda root=ROOT: stamp["memlib"])
-    assert bbk.main(args) == 0
-    out = capsys.readouterr().out
-    assert "0 to execute, 1 up to date" in out and "HTML up to date" in out
-    monkeypatch.setattr(bbk, "memlib_hash", lambda root=ROOT: "memlib changed")
-    assert bbk.main(args + ["--dry-run"]) == 0
-    assert "1 to execute" in capsys.readouterr().out
+def test_pipeline_is_incremental(fixture_book, tmp_path):
+    proc = make(fixture_book)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert ">> demo-chapter" not in proc.stdout and "HTML up to date" in proc.stdout
+
+    def would_execute(*args: str) -> bool:
+        proc = make(fixture_book, "-n", *args)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return ">> demo-chapter: executing" in proc.stdout
+
+    assert not would_execute()
+    assert would_execute("-W", str(fixture_book["chapters"] / "demo-chapter.ipynb")), "the notebook changed"
+    assert would_execute("MODE=standard"), "another mode has its own executed copies"
+    assert would_execute("-B"), "make -B executes every chapter"
+    # memlib counts by content: names and bytes of every memlib/*.py (a copy, so that the real one stays as it is)
+    memlib = tmp_path / "memlib"
+    shutil.copytree(ROOT / "memlib", memlib, ignore=shutil.ignore_patterns("__pycache__"))
+    sum_file = fixture_book["build"] / "executed" / "memlib.sha256"
+    recorded = sum_file.read_text()
+    try:
+        os.utime(memlib / "rng.py")
+        assert not would_execute(f"MEMLIB={memlib}"), "a touched but unchanged memlib executes nothing"
+        for change in (lambda: (memlib / "rng.py").write_text((memlib / "rng.py").read_text() + "\n# changed\n"),
+                       lambda: (memlib / "new_module.py").write_text(""),
+                       lambda: (memlib / "rng.py").rename(memlib / "rng2.py")):
+            change()
+            sum_file.write_text(recorded)
+            os.utime(sum_file, (0, 0))
+            assert would_execute(f"MEMLIB={memlib}"), "memlib changed"
+    finally:
+        sum_file.write_text(recorded)
+        os.utime(sum_file, (0, 0))
 
 
 @pytest.mark.slow
-def test_pipeline_failing_chapter(fixture_book, tmp_path, capsys):
-    chapters = tmp_path / "chapters"
-    chapters.mkdir()
+def test_pipeline_failing_chapter(fixture_book, tmp_path):
     nb = nbformat.read(FIXTURE, as_version=4)
     idx = next(i for i, c in enumerate(nb.cells) if "plt.subplots" in c.source)
     nb.cells[idx].source = "raise RuntimeError('broken on purpose')\n" + nb.cells[idx].source
-    nbformat.write(nb, chapters / "demo-chapter.ipynb")
-    build = tmp_path / "_build"  # a copy: the other tests keep the fixture book as it was
-    shutil.copytree(fixture_book["build"], build, symlinks=True)
-    paths = bbk.layout(build, "quick")
+    book = new_book(tmp_path)
+    nbformat.write(nb, book["chapters"] / "demo-chapter.ipynb")
+    shutil.rmtree(book["build"], ignore_errors=True)  # a copy: the other tests keep the fixture book as it was
+    shutil.copytree(fixture_book["build"], book["build"], symlinks=True)
+    paths = book["paths"]
     page = paths["html"] / "chapters" / "demo-chapter.html"
     before = page.read_bytes()
-    rc = bbk.main(["--mode", "quick", "--jobs", "1", "--threads", "1", "--chapters", str(chapters), "--build-dir", str(build)])
-    err = capsys.readouterr().err
-    assert rc == 1
+    proc = make(book, "-j1")
+    err = proc.stderr
+    assert proc.returncode == 2, proc.stdout + err
     assert "FAILED demo-chapter" in err
     assert f"cell {idx + 1} of {len(nb.cells)} of the chapter notebook" in err
     assert "RuntimeError: broken on purpose" in err
     assert not (paths["exec_chapters"] / "demo-chapter.ipynb").exists(), "an outdated executed copy was kept"
-    assert not (paths["exec_chapters"] / "demo-chapter.stamp.json").exists()
     assert (paths["failed"] / "demo-chapter.ipynb").is_file()
     assert page.read_bytes() == before, "the built page changed although the build failed"
     assert not list(paths["exec"].glob(".demo-chapter.*")) and not list(paths["html"].parent.glob(".html-*"))
+    assert not leftovers(book)
+
+
+@pytest.mark.slow
+def test_killed_build_leaves_nothing_behind(tmp_path):
+    book = new_book(tmp_path)
+    partial = book["paths"]["exec_chapters"] / ".demo-chapter.ipynb"
+    proc = subprocess.Popen(["make", "--no-print-directory", "-C", str(ROOT), "html", "MODE=quick", "THREADS=1",
+                             f"PY={sys.executable}", f"CHAPTERS={book['chapters']}", f"BUILD={book['build']}",
+                             f"TOC={book['toc']}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not partial.is_file() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert partial.is_file(), "papermill never started the chapter"
+        time.sleep(2)  # mid-chapter
+        assert proc.poll() is None
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert not (book["paths"]["exec_chapters"] / "demo-chapter.ipynb").exists()
+    again = make(book, "-j1")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert ">> demo-chapter: executing" in again.stdout
+    assert (book["paths"]["html"] / "chapters" / "demo-chapter.html").is_file()
+    executed = nbformat.read(book["paths"]["exec_chapters"] / "demo-chapter.ipynb", as_version=4)
+    assert executed.metadata.papermill.duration > 0 and not executed.metadata.papermill.exception
+    assert not leftovers(book), leftovers(book)
 
 
 def _nbval(notebook: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, **{v: "1" for v in bbk.THREAD_VARS}}
+    env = {**os.environ, **{v: "1" for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}}
     return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--nbval",
                            "--nbval-current-env", "--nbval-sanitize-with", str(SANITIZE), str(notebook)],
                           capture_output=True, text=True, env=env, cwd=str(ROOT))

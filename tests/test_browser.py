@@ -1,6 +1,6 @@
 """Every page of the built quick-mode book, opened from disk in headless Chromium with no network.
 
-`make test` builds the book first (scripts/build_book.py --mode quick -> _build/quick/html/).
+`make test` builds the book first (make book MODE=quick -> _build/quick/html/).
 Set BOOK_HTML=<folder> to check another built book (e.g. BOOK_HTML=_build/html for the standard one).
 
 Per page (one test each): no request leaves file:// (each one is blocked and counted), no request
@@ -29,7 +29,7 @@ SCREENSHOTS = HTML.parent / "screenshots"
 EXECUTED = ROOT / "_build" / "executed" / "quick" / "chapters"
 MISSING = ("the built book is missing: no "
            f"{HTML / 'book' / 'intro.html'}. Build it first with `make test` (which builds the quick book "
-           "before running the tests) or `.venv/bin/python scripts/build_book.py --mode quick`.")
+           "before running the tests) or `make book MODE=quick`.")
 
 
 def _pages() -> list[str]:

@@ -92,7 +92,7 @@ $(EXEC)/chapters/%.ipynb: $(CHAPTERS)/%.ipynb $(MEMLIB_SUM)
 	@echo "[book] >> $*: executing (mode=$(MODE), $(THREADS) thread$(if $(filter 1,$(THREADS)),,s))"
 	@t0=$$(date +%s%N); \
 	env -u MPLBACKEND $(THREAD_ENV) PYDEVD_DISABLE_FILE_VALIDATION=1 MEMLIB_RUN_LOG=$(EXEC)/logs/$*.runs.jsonl \
-	  $(PAPERMILL) $(abspath $<) $(@D)/.$*.ipynb -p mode $(MODE) > $(EXEC)/logs/$*.log 2>&1 \
+	  $(PAPERMILL) $(abspath $<) $(@D)/.$*.ipynb -p mode $(MODE) -p threads $(THREADS) > $(EXEC)/logs/$*.log 2>&1 \
 	  || { $(BBK) failed $< $(@D)/.$*.ipynb; exit 1; }; \
 	mv $(@D)/.$*.ipynb $@; \
 	echo "[book] ok $*: done in $$(awk "BEGIN { printf \"%.1f\", ($$(date +%s%N) - $$t0) / 1e9 }") s"

@@ -406,11 +406,10 @@ def record_environment(exec_root: Path, *, gpu: bool = True) -> dict:
     """Snapshot the environment into exec_root/environment.json (build_book calls this whenever it executes
     chapters): the reproducibility page then describes what the chapters ran with, and stays the same, like
     the rest of the staged book, until chapters execute again."""
+    from memlib.files import atomic_write_text
+
     env = collect_environment(gpu=gpu)
-    exec_root.mkdir(parents=True, exist_ok=True)
-    tmp = exec_root / f".{ENV_FILE}.tmp"
-    tmp.write_text(json.dumps(env, indent=1) + "\n")
-    os.replace(tmp, exec_root / ENV_FILE)
+    atomic_write_text(exec_root / ENV_FILE, json.dumps(env, indent=1) + "\n")
     return env
 
 
@@ -420,6 +419,15 @@ def load_environment(exec_root: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return env if isinstance(env, dict) else None
+
+
+def papermill_record(nb: Path) -> dict:
+    """An executed chapter's metadata.papermill (its parameters, mode and threads, and its end_time), or {}."""
+    try:
+        pm = json.loads(nb.read_text()).get("metadata", {}).get("papermill", {})
+    except (OSError, ValueError):
+        return {}
+    return pm if isinstance(pm, dict) else {}
 
 
 def reproducibility(mode: str, exec_dir: Path, timings_path: Path, env: dict) -> str:
@@ -432,11 +440,8 @@ def reproducibility(mode: str, exec_dir: Path, timings_path: Path, env: dict) ->
         timings = None
     timed = []
     for slug, secs in (timings or {}).get("chapters", {}).items():
-        try:
-            st = json.loads((exec_dir / f"{slug}.stamp.json").read_text())
-        except (OSError, ValueError):
-            st = {}
-        timed.append((slug, secs, str(st.get("threads", "–")), st.get("executed_at", "–")))
+        pm = papermill_record(exec_dir / f"{slug}.ipynb")
+        timed.append((slug, secs, str(pm.get("parameters", {}).get("threads", "–")), pm.get("end_time") or "–"))
     return render("reproducibility", mode=mode, env=env, modes=lib().MODES, scales=env.get("scales") or {},
                   masc=env.get("masc_scales") or {}, memlib_version=memlib_version(), timings=timings, timed=timed,
                   key_packages=[(n, versions.get(n), pins.get(n)) for n in HIGHLIGHT], packages=packages)

@@ -63,7 +63,9 @@ def build(tmp_path):
     timings = {"mode": "quick", "chapters": {"01-gradient-statistics": 7.5, "06-memorization": 11.25,
                                              "07-representation-drift": 100.0}, "total": 118.75}
     (build_dir / "executed" / "quick" / "timings.json").write_text(json.dumps(timings))
-    (exe / "06-memorization.stamp.json").write_text(json.dumps({"threads": 3, "executed_at": "2026-11-23T10:00:00"}))
+    nb6 = nbformat.read(exe / "06-memorization.ipynb", as_version=4)  # what papermill records of its run
+    nb6.metadata["papermill"] = {"parameters": {"mode": "quick", "threads": 3}, "end_time": "2026-11-23T10:00:00"}
+    nbformat.write(nb6, exe / "06-memorization.ipynb")
     present = ["01-gradient-statistics", "06-memorization", "07-representation-drift", "08-gradient-variance"]
     return {"build_dir": build_dir, "exec": exe, "present": present, "staging": tmp_path / "src"}
 

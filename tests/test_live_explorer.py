@@ -20,12 +20,15 @@ A second test opens the same chapter (no cell run) and checks what jupyterlab-my
 student sees it: every Markdown cell is rendered by MyST; the Solutions dropdown is closed and none of its text is
 visible; no raw directive or role text (`:class:`, `{term}`, `{cite}`, `{dropdown}`, ```` ```{ ````) shows anywhere
 in the notebook; a click on the dropdown opens it and shows the solutions. Screenshot: live-markdown.png.
+A third opens the chapter's student edition (scripts/student.py): rendered the same, with no Solutions dropdown
+and none of the solutions' text in the page. Screenshot: live-student.png.
 """
 from __future__ import annotations
 
 import json
 import os
 import re
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -163,7 +166,7 @@ def markdown_problems(page, phrases: list[str]) -> list[str]:
     problems += [f"raw markup visible: {r}" for r in raw_markup(s)]
     solutions = [d for d in s["dropdowns"] if d["summary"] == "Solutions"]
     if len(solutions) != len(phrases):
-        problems.append(f"the chapter has {len(phrases)} Solutions dropdown(s); the page shows {len(solutions)} "
+        problems.append(f"expected {len(phrases)} Solutions dropdown(s) (from the notebook's source); the page shows {len(solutions)} "
                         f"(dropdowns: {[d['summary'] for d in s['dropdowns']]})")
     problems += [f"dropdown {d['summary']!r} is open before the student opens it" for d in s["dropdowns"]
                  if d["open"] or d["body_visible"]]
@@ -409,6 +412,24 @@ def test_live_explorer_retrains_in_the_background(browser, lab):
         context.close()
 
 
+def open_rendered(page, lab, name: str) -> None:
+    """Open a notebook in the lab and wait until MyST has rendered every Markdown cell (asynchronously, cell by cell)."""
+    page.goto(lab.url(f"lab/tree/{name}"), wait_until="domcontentloaded")
+    page.locator(".jp-Notebook .jp-MarkdownCell").first.wait_for(state="visible", timeout=60_000)
+    poll(page, lambda: (lambda s: s["cells"] and not s["unrendered"] and all(t.strip() for t in s["markdown"]))(
+        page.evaluate(MARKDOWN_JS)), 30, 0.5)
+    page.wait_for_timeout(1000)  # the last cells' math and roles
+
+
+def shoot(page, name: str) -> Path:
+    details = page.locator(".jp-Notebook .jp-MarkdownCell details")
+    if details.count():
+        details.last.scroll_into_view_if_needed()
+    shot = SHOTS / name
+    page.screenshot(path=str(shot))
+    return shot
+
+
 def test_lab_renders_the_chapter_markdown(browser, lab):
     phrases = solution_phrases(CHAPTER)
     assert phrases, f"{CHAPTER.name} has no Solutions dropdown to check"
@@ -417,21 +438,42 @@ def test_lab_renders_the_chapter_markdown(browser, lab):
     page.set_default_timeout(30_000)
     SHOTS.mkdir(parents=True, exist_ok=True)
     try:
-        page.goto(lab.url(f"lab/tree/{lab.notebook}"), wait_until="domcontentloaded")
-        page.locator(".jp-Notebook .jp-MarkdownCell").first.wait_for(state="visible", timeout=60_000)
-        # rendered once every Markdown cell has its output (MyST renders asynchronously, cell by cell)
-        ready = poll(page, lambda: (lambda s: s["cells"] and not s["unrendered"] and
-                                    all(t.strip() for t in s["markdown"]))(page.evaluate(MARKDOWN_JS)), 30, 0.5)
-        page.wait_for_timeout(1000)  # the last cells' math and roles
+        open_rendered(page, lab, lab.notebook)
         problems = markdown_problems(page, phrases)
-        shot = SHOTS / ("live-markdown-failed.png" if problems or not ready else "live-markdown.png")
-        details = page.locator(".jp-Notebook .jp-MarkdownCell details")
-        if details.count():
-            details.last.scroll_into_view_if_needed()
-        page.screenshot(path=str(shot))
+        shot = shoot(page, "live-markdown-failed.png" if problems else "live-markdown.png")
         assert not problems, (f"{CHAPTER.name} in JupyterLab (jupyterlab-myst):\n- " + "\n- ".join(problems)
                               + f"\nscreenshot: {shot}")
         print(f"\nlab markdown: {len(phrases)} Solutions dropdown(s) closed, then opened; no raw markup; "
               f"screenshot {shot}")
     finally:
         context.close()
+
+
+def test_lab_shows_the_student_edition_without_solutions(browser, memlib_cache):
+    """The same chapter from the student edition (scripts/student.py): rendered, no raw markup, no Solutions
+    dropdown, and none of the solutions' text anywhere in the page (not even hidden)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import nbformat
+    import student
+
+    phrases = solution_phrases(CHAPTER)
+    context = browser.new_context(viewport=bb.VIEWPORT, service_workers="block")
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="live-root-") as root, \
+            tempfile.TemporaryDirectory(prefix="live-cache-") as cache:
+        nbformat.write(student.student_notebook(nbformat.read(CHAPTER, as_version=4), CHAPTER.name),
+                       Path(root) / CHAPTER.name)
+        try:
+            with ll.LabServer(Path(root), Path(cache)) as lab:
+                open_rendered(page, lab, CHAPTER.name)
+                problems = markdown_problems(page, [])
+                everywhere = page.evaluate("() => document.querySelector('.jp-Notebook').textContent")
+                problems += [f"solution text in the student page: {p!r}" for p in phrases if p in everywhere]
+                shot = shoot(page, "live-student-failed.png" if problems else "live-student.png")
+        except ll.LabUnavailable as e:
+            pytest.fail(f"JupyterLab did not start: {e}", pytrace=False)
+        finally:
+            context.close()
+    assert not problems, f"student {CHAPTER.name} in JupyterLab:\n- " + "\n- ".join(problems) + f"\nscreenshot: {shot}"

@@ -109,8 +109,8 @@ DARK_PAGE = "chapters/06-memorization.html"
 
 
 def test_figures_stay_legible_in_dark_mode(browser):
-    """The theme's dark mode (localStorage 'theme' = 'dark'): every figure image sits on a white card
-    (scripts/assets/memlib/book.css). A full-page screenshot goes to <screenshots>/dark/."""
+    """The theme's dark mode (localStorage 'theme' = 'dark'): every figure image sits on a white card, not dimmed
+    by the theme's image filter (scripts/assets/memlib/book.css). A full-page screenshot goes to <screenshots>/dark/."""
     if not (HTML / DARK_PAGE).is_file():
         pytest.fail(MISSING, pytrace=False)
     context = browser.browser.new_context(viewport=bb.VIEWPORT, service_workers="block")
@@ -126,6 +126,8 @@ def test_figures_stay_legible_in_dark_mode(browser):
         theme = tab.evaluate("() => document.documentElement.dataset.theme")
         backgrounds = tab.evaluate("""() => [...document.querySelectorAll('.cell_output img, img.widget-image')]
             .filter(i => i.offsetParent !== null).map(i => getComputedStyle(i).backgroundColor)""")
+        filters = tab.evaluate("""() => [...document.querySelectorAll('.cell_output img, img.widget-image')]
+            .filter(i => i.offsetParent !== null).map(i => getComputedStyle(i).filter)""")
         shot = SCREENSHOTS / "dark" / bb.screenshot_name(DARK_PAGE)
         shot.parent.mkdir(parents=True, exist_ok=True)
         tab.screenshot(path=str(shot), full_page=True)
@@ -134,6 +136,7 @@ def test_figures_stay_legible_in_dark_mode(browser):
     assert theme == "dark", f"the page did not switch to dark mode (data-theme={theme!r}); screenshot {shot}"
     assert backgrounds and all(b == "rgb(255, 255, 255)" for b in backgrounds), \
         f"figure images without a white card in dark mode: {backgrounds}; screenshot {shot}"
+    assert all(f == "none" for f in filters), f"figure images dimmed in dark mode (the card shows grey): {filters}"
 
 
 BOOK_CSS = ROOT / "scripts" / "assets" / "memlib" / "book.css"

@@ -123,7 +123,7 @@ MARKDOWN_JS = """() => {
 RAW_MARKUP = (":class:", "{term}", "{cite", "{dropdown}", "{admonition}", "```{", ":::{")
 # ... and, in the Markdown cells' rendered text, any role or directive name in braces before its text.
 RAW_ROLE = re.compile(r"\{[a-z][\w:-]*\}\s*[`\w<]")
-SOLUTIONS_FENCE = re.compile(r"^(`{3,}|:{3,})\{(?:admonition|dropdown)\}\s*Solutions\s*\n(.*?)^\1\s*$", re.M | re.S)
+SOLUTIONS_FENCE = re.compile(r"^(`{3,}|:{3,})\{(?:admonition|dropdown)\}\s*Solutions\s*\n(.*?)^\1\s*$", re.MULTILINE | re.DOTALL)
 
 
 def solution_phrases(chapter: Path) -> list[str]:
@@ -418,8 +418,12 @@ def open_rendered(page, lab, name: str) -> None:
     """Open a notebook in the lab and wait until MyST has rendered every Markdown cell (asynchronously, cell by cell)."""
     page.goto(lab.url(f"lab/tree/{name}"), wait_until="domcontentloaded")
     page.locator(".jp-Notebook .jp-MarkdownCell").first.wait_for(state="visible", timeout=60_000)
-    poll(page, lambda: (lambda s: s["cells"] and not s["unrendered"] and all(t.strip() for t in s["markdown"]))(
-        page.evaluate(MARKDOWN_JS)), 30, 0.5)
+
+    def rendered():
+        s = page.evaluate(MARKDOWN_JS)
+        return s["cells"] and not s["unrendered"] and all(t.strip() for t in s["markdown"])
+
+    poll(page, rendered, 30, 0.5)
     page.wait_for_timeout(1000)  # the last cells' math and roles
 
 

@@ -117,6 +117,7 @@ class PageReport:
     explorer_problems: list[str] = field(default_factory=list)
     images_without_alt: list[str] = field(default_factory=list)
     cut_off: list[str] = field(default_factory=list)  # code/output areas that need a horizontal scroll
+    broken_words: list[str] = field(default_factory=list)  # table cells that split a word across lines
     links: int = 0  # static explorers opened from a link carrying a setting
     link_problems: list[str] = field(default_factory=list)
     screenshot: str | None = None
@@ -133,6 +134,7 @@ class PageReport:
                              ("static explorers that did not change their figure", self.explorer_problems),
                              ("images without alt text saying what they show", self.images_without_alt),
                              (f"code or output areas cut off at {VIEWPORT['width']} px (horizontal scroll)", self.cut_off),
+                             (f"table cells that split a word at {VIEWPORT['width']} px", self.broken_words),
                              ("links that carry an explorer's setting but did not reproduce it", self.link_problems)]:
             if items:
                 out.append(f"{label} ({len(items)}):\n" + "\n".join(f"    {i}" for i in items[:15]))
@@ -186,18 +188,49 @@ ALT_CHECK_JS = """() => [...document.images].filter(img => {
     return `${where}: ${(img.getAttribute('src') || '(no src)').slice(0, 90)} alt=${JSON.stringify(img.getAttribute('alt'))}`;
   })"""
 
-# Code and output areas must fit the text width: nothing that needs a horizontal scroll bar.
+# Code and output areas must fit the text width: nothing that needs a horizontal scroll bar. The one exception is
+# a table wider than the text, which may scroll inside its own output box (book.css) as long as that box fits.
 CUT_OFF_JS = """() => {
   const sel = 'div.highlight pre, .cell_output pre, .cell_output table, .cell_output .output';
+  const scrolls = el => ['auto', 'scroll'].includes(getComputedStyle(el).overflowX);
   const out = [];
   document.querySelectorAll(sel).forEach(el => {
     if (!el.clientWidth) return;  // hidden (a closed dropdown)
-    const box = el.tagName === 'TABLE' ? el.parentElement : el;
-    const over = el.tagName === 'TABLE' ? el.getBoundingClientRect().width - box.clientWidth : el.scrollWidth - el.clientWidth;
+    if (el.tagName !== 'TABLE' && scrolls(el) && el.querySelector('table')) return;  // its tables are checked below
+    let over;
+    if (el.tagName === 'TABLE') {
+      const cell = el.closest('.cell_output') || el.parentElement;
+      let box = el.parentElement;
+      while (box && box !== cell && !scrolls(box)) box = box.parentElement;
+      over = box && scrolls(box) ? box.getBoundingClientRect().width - cell.clientWidth  // its scroll box must fit
+                                 : el.getBoundingClientRect().width - el.parentElement.clientWidth;
+    } else {
+      over = el.scrollWidth - el.clientWidth;
+    }
     if (over > 1) {
       const line = (el.innerText || '').split('\\n').reduce((a, b) => b.length > a.length ? b : a, '');
-      out.push(`${el.tagName.toLowerCase()}.${[...el.classList].join('.') || box.className.split(' ')[0]}: ` +
+      out.push(`${el.tagName.toLowerCase()}.${[...el.classList].join('.') || el.parentElement.className.split(' ')[0]}: ` +
                `${Math.round(over)} px too wide; longest line ${line.length} chars: ${line.slice(0, 70)}`);
+    }
+  });
+  return out;
+}"""
+
+# Table cells wrap only at spaces: a word (a header, a number) split across two lines is a broken table.
+BROKEN_WORDS_JS = """() => {
+  const out = [];
+  document.querySelectorAll('.cell_output table th, .cell_output table td').forEach(c => {
+    if (!c.clientWidth) return;
+    const walk = document.createTreeWalker(c, NodeFilter.SHOW_TEXT);
+    for (let n = walk.nextNode(); n; n = walk.nextNode()) {
+      for (const m of n.data.matchAll(/\\S+/g)) {
+        const r = document.createRange();
+        r.setStart(n, m.index);
+        r.setEnd(n, m.index + m[0].length);
+        const tops = new Set([...r.getClientRects()].filter(x => x.width > 0).map(x => Math.round(x.top)));
+        if (tops.size > 1) out.push(`${c.tagName.toLowerCase()} ${JSON.stringify(m[0])} split over ${tops.size} lines ` +
+                                    `(table: ${(c.closest('table').rows[0].innerText || '').replace(/\\s+/g, ' ').slice(0, 60)})`);
+      }
     }
   });
   return out;
@@ -275,6 +308,7 @@ def check_page(context, html: Path, page: str, screenshot_dir: Path | None, time
         tab.wait_for_timeout(300)  # late requests (fonts, widget assets) get reported
         rep.images_without_alt = tab.evaluate(ALT_CHECK_JS)
         rep.cut_off = tab.evaluate(CUT_OFF_JS)
+        rep.broken_words = tab.evaluate(BROKEN_WORDS_JS)
         w = tab.evaluate(WIDGETS_CHECK_JS)
         rep.widgets, rep.widget_problems = w["count"], w["problems"]
         im = tab.evaluate(IMAGES_CHECK_JS)

@@ -9,7 +9,8 @@ Used by tests/test_live_explorer.py:
 The server runs from this virtual environment (`<sys.prefix>/bin/jupyter-lab`) with its own Jupyter config, data,
 runtime and settings folders (the user's kernels, settings and workspaces are not read, nothing is written into
 them), no network calls of its own (no news, no update check, read-only extension manager), and $MEMLIB_CACHE
-pointing at the given cache folder. Starting fails with LabUnavailable and the server's log, never silently.
+pointing at the given cache folder. `disabled_extensions` switches lab extensions off (e.g. "jupyterlab-myst", to
+see what a student without it would see). Starting fails with LabUnavailable and the server's log, never silently.
 """
 from __future__ import annotations
 
@@ -76,8 +77,9 @@ def lab_command() -> list[str]:
 class LabServer:
     """`jupyter lab` on 127.0.0.1 with a random token, serving `root`; a context manager that always stops it."""
 
-    def __init__(self, root: Path, cache: Path, start_timeout: float = 90.0):
+    def __init__(self, root: Path, cache: Path, start_timeout: float = 90.0, disabled_extensions: tuple[str, ...] = ()):
         self.root, self.cache, self.start_timeout = Path(root), Path(cache), start_timeout
+        self.disabled_extensions = tuple(disabled_extensions)  # lab extensions switched off (page_config.json)
         self.token = secrets.token_hex(24)
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
@@ -130,6 +132,10 @@ class LabServer:
             p = settings / rel
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_text(json.dumps(value))
+        if self.disabled_extensions:
+            page_config = self.home / "config" / "labconfig" / "page_config.json"
+            page_config.parent.mkdir(parents=True, exist_ok=True)
+            page_config.write_text(json.dumps({"disabledExtensions": {name: True for name in self.disabled_extensions}}))
         cmd = [*lab_command(), "--no-browser", "--ip=127.0.0.1", f"--port={self.port}", "--ServerApp.port_retries=0",
                f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root}",
                "--LabApp.news_url=None",

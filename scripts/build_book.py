@@ -256,13 +256,14 @@ def build_html(paths: dict) -> bool:
 # --------------------------------------------------------------------------- for scripts/pdf.py
 
 def hold_lock(path: Path):
-    """The lock `make book` takes (flock) on a mode's executed folder; wait for a running build to finish."""
-    import fcntl
+    """The lock `make book` takes (flock(1)) on a mode's executed folder, taken with filelock (the same flock(2));
+    waits for a running build to finish."""
+    from filelock import FileLock
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    f = open(path, "w")
-    fcntl.flock(f, fcntl.LOCK_EX)
-    return f
+    lock = FileLock(str(path))
+    lock.acquire()
+    return lock
 
 
 def stale_chapters(build_dir: Path, mode: str) -> list[str]:

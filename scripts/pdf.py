@@ -36,6 +36,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 import build_book as bbk  # noqa: E402
 
+from memlib.files import atomic_path  # noqa: E402
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -142,22 +144,17 @@ def unshare_prefix() -> list[str]:
 def print_pdf(page: Path, out: Path, chromium: Path, budget_ms: int, timeout: float) -> None:
     if not chromium.exists():
         raise PdfError(f"{chromium} is missing: install the system package `chromium` (apt-get install -y chromium)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
     profile = tempfile.mkdtemp(prefix="pdf-chromium-")
     try:
-        cmd = [*unshare_prefix(), str(chromium), *CHROMIUM_ARGS, f"--user-data-dir={profile}",
-               f"--virtual-time-budget={budget_ms}", f"--print-to-pdf={tmp}", page.resolve().as_uri()]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-        data = Path(tmp).read_bytes()[:5] if Path(tmp).is_file() else b""
-        if proc.returncode != 0 or data != b"%PDF-":
-            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-            raise PdfError(f"chromium did not print {page.name} (exit {proc.returncode}):\n{tail}")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
+        with atomic_path(out) as tmp:  # the PDF appears whole or not at all
+            cmd = [*unshare_prefix(), str(chromium), *CHROMIUM_ARGS, f"--user-data-dir={profile}",
+                   f"--virtual-time-budget={budget_ms}", f"--print-to-pdf={tmp}", page.resolve().as_uri()]
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+            data = tmp.read_bytes()[:5] if tmp.is_file() else b""
+            if proc.returncode != 0 or data != b"%PDF-":
+                tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+                raise PdfError(f"chromium did not print {page.name} (exit {proc.returncode}):\n{tail}")
     finally:
-        Path(tmp).unlink(missing_ok=True)
         shutil.rmtree(profile, ignore_errors=True)
 
 
@@ -177,7 +174,7 @@ def build_pdf(mode: str, build_dir: Path, out: Path, chromium: Path = CHROMIUM, 
         staging.parent.mkdir(parents=True, exist_ok=True)
         bbk.stage({**paths, "staging": staging}, chapters, mode)
     finally:
-        lock.close()
+        lock.release()
     work = Path(tempfile.mkdtemp(prefix=".singlehtml-", dir=work_root))
     try:
         cmd = [sys.executable, "-c", "import sys; from jupyter_book.cli.main import main; sys.exit(main())",

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import nbformat
 
+from memlib.files import atomic_path
+
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = ROOT / "chapters"
 OUT = ROOT / "_build" / "student"
@@ -125,21 +127,12 @@ def build_folder(src: Path, dest: Path) -> list[Path]:
 
 def write_zip(folder: Path, zip_path: Path) -> Path:
     """Pack folder's files as TOP/<name> into zip_path, atomically and reproducibly."""
-    zip_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{zip_path.name}.", suffix=".tmp", dir=zip_path.parent)
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-            for f in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix != ".zip"):
-                info = zipfile.ZipInfo(f"{TOP}/{f.relative_to(folder).as_posix()}", ZIP_TIME)
-                info.compress_type = zipfile.ZIP_DEFLATED
-                info.external_attr = 0o644 << 16
-                zf.writestr(info, f.read_bytes())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, zip_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(zip_path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        for f in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix != ".zip"):
+            info = zipfile.ZipInfo(f"{TOP}/{f.relative_to(folder).as_posix()}", ZIP_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, f.read_bytes())
     return zip_path
 
 

@@ -23,7 +23,6 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
 import build_book as bbk  # noqa: E402
 import vendor_assets  # noqa: E402
 

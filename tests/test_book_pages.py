@@ -8,7 +8,6 @@ from __future__ import annotations
 import importlib.metadata as md
 import json
 import re
-import sys
 from pathlib import Path
 
 import nbformat
@@ -16,7 +15,6 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
 import book_pages as bp  # noqa: E402
 import build_book as bbk  # noqa: E402
 

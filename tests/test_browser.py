@@ -18,9 +18,8 @@ import os
 import re
 from pathlib import Path
 
-import pytest
-
 import book_browser as bb
+import pytest
 
 pytestmark = pytest.mark.browser
 

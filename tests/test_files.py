@@ -34,3 +34,18 @@ def test_lock_times_out_in_the_same_process_too(tmp_path):
     with locked(tmp_path / "x"):
         with pytest.raises(Timeout):
             locked(tmp_path / "x").acquire(timeout=0.1)
+
+
+def test_atomic_path_leaves_nothing_when_the_writer_fails(tmp_path):
+    """A tool writing to the temporary path fails: the target keeps its old content and no temporary is left."""
+    from memlib.files import atomic_path
+
+    target = tmp_path / "book.pdf"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("the tool died")
+    assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["book.pdf"]
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(b"new")
+    assert target.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["book.pdf"]

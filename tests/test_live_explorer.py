@@ -33,10 +33,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import pytest
-
 import book_browser as bb
 import live_lab as ll
+import pytest
 from helpers import seed_cache
 
 pytestmark = pytest.mark.browser

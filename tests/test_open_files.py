@@ -12,7 +12,6 @@ import yaml
 import memlib
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
 
 import book_pages as bp  # noqa: E402
 

@@ -10,7 +10,6 @@ every chapter by the fast tests above it.
 from __future__ import annotations
 
 import re
-import sys
 import zipfile
 from pathlib import Path
 
@@ -18,7 +17,6 @@ import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
 
 import book_pages as bp  # noqa: E402
 import student  # noqa: E402

@@ -40,7 +40,7 @@ locked_html = mkdir -p $(abspath $(BUILD))/executed/$(1); lock=$(abspath $(BUILD
 book: $(STAMP) vendor
 	+@$(call locked_html,$(MODE))
 
-test: $(STAMP) vendor
+test: $(STAMP) vendor lint
 	+@$(call locked_html,quick)
 	shopt -s nullglob; chapters=($(QUICK_EXECUTED)/*.ipynb); \
 	export $(THREAD_ENV); \
@@ -49,6 +49,11 @@ test: $(STAMP) vendor
 	else \
 	  echo "no executed chapters yet: running tests/ only"; $(PY) -m pytest tests; \
 	fi
+
+# The linter (configuration in pyproject.toml: 120 columns, pyflakes, pycodestyle, import order, bugbear).
+.PHONY: lint
+lint: $(STAMP)
+	$(VENV)/bin/ruff check memlib scripts tests bench
 
 # --------------------------------------------------------------------------- the book's rules
 # Each executed chapter, $(BUILD)/executed/<mode>/chapters/NN-slug.ipynb, is made by papermill from

@@ -74,9 +74,7 @@ def moves_for(spec, base, n: int) -> list[tuple[str, object]]:
 def bench_chapter(slug: str, mode: str, n_moves: int, tiny: bool = False) -> dict:
     """Timings of one chapter's explorer (tiny: its runs at the TINY size)."""
     from memlib.explorers import SPECS, live_explorer
-    from memlib.modes import explorer_config
-
-    from memlib.modes import masc_explorer_config
+    from memlib.modes import explorer_config, masc_explorer_config
 
     base = masc_explorer_config(mode) if slug == "11-masc" else explorer_config(mode, chapter_base(slug, mode))
     if tiny:

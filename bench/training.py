@@ -49,8 +49,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-
 from environment import describe, goal, goal_state, load_average, warning_lines  # noqa: E402  (bench/ is the script folder)
+
 import memlib.data as D  # noqa: E402
 from memlib.config import RunConfig  # noqa: E402
 from memlib.models import MLP, make_optimizer  # noqa: E402

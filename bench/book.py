@@ -46,7 +46,8 @@ def summarize(mode: str, executed: Path) -> dict:
     chapters, total = {}, {"kernel_s": 0.0, "train_s": 0.0, "eval_s": 0.0, "probe_s": 0.0}
     for slug, kernel in sorted(timings.get("chapters", {}).items()):
         parts = read_log(exe / "logs" / f"{slug}.runs.jsonl")
-        row = {"kernel_s": round(kernel, 1), **{k: round(v, 1) if isinstance(v, float) else v for k, v in parts.items()}}
+        row = {"kernel_s": round(kernel, 1),
+               **{k: round(v, 1) if isinstance(v, float) else v for k, v in parts.items()}}
         known = parts["train_s"] + parts["eval_s"] + parts["probe_s"]
         row["other_s"] = round(max(0.0, kernel - known), 1)
         row["shares"] = {k: round(parts[f"{k}_s"] / kernel, 3) if kernel else None for k in ("train", "eval", "probe")}

@@ -37,7 +37,7 @@ SWEEP_SPEEDUP_NOTE = ("null: lockstep sweep training (memlib.batched, measured b
 
 
 def chapter_base(slug: str, mode: str):
-    """The chapter's default config, read from its notebook's `base = ...` line (so it cannot drift from the chapter)."""
+    """The chapter's default config, read from its notebook's `base = ...` line (it cannot drift from the chapter)."""
     from memlib.modes import base_config, masc_config
 
     nb = json.loads((ROOT / "chapters" / f"{slug}.ipynb").read_text())
@@ -46,7 +46,8 @@ def chapter_base(slug: str, mode: str):
             continue
         for line in "".join(cell["source"]).splitlines():
             if line.startswith("base = "):
-                return eval(line[len("base = "):], {"base_config": base_config, "masc_config": masc_config, "mode": mode})
+                return eval(line[len("base = "):],
+                            {"base_config": base_config, "masc_config": masc_config, "mode": mode})
     raise ValueError(f"chapters/{slug}.ipynb has no `base = ...` line")
 
 
@@ -60,7 +61,7 @@ def wait_done(ex, timeout: float = 300.0) -> None:
 
 
 def moves_for(spec, base, n: int) -> list[tuple[str, object]]:
-    """n slider moves to settings not in the cache yet (real retrains): the first control's other values, then the next."""
+    """n slider moves to uncached settings (real retrains): the first control's other values, then the next's."""
     from memlib.cache import is_cached
 
     out = []
@@ -106,7 +107,8 @@ def main(argv=None) -> int:
     ap.add_argument("--chapters", nargs="*", help="chapter slugs (default: all)")
     ap.add_argument("--tiny", action="store_true",
                     help="smoke test: every run on 256 images for 1 epoch (timings mean nothing)")
-    ap.add_argument("--no-sweep", action="store_true", help="no effect (kept for old scripts): there is no sweep benchmark")
+    ap.add_argument("--no-sweep", action="store_true",
+                    help="no effect (kept for old scripts): there is no sweep benchmark")
     args = ap.parse_args(argv)
 
     from memlib import data as D

@@ -34,7 +34,8 @@ The breakdown adds three variants that separate where the instrumented time goes
                 rotated-test splits (the price of exact curves on all 30,000 held-out images).
 
 Each variant is warmed up once (one epoch), then all are timed --repeats times round-robin; the best
-(least disturbed) time is the headline figure, the median is reported beside it. Timings are never asserted: the goals are printed with how far they are met or missed.
+(least disturbed) time is the headline figure, the median is reported beside it. Timings are never asserted:
+the goals are printed with how far they are met or missed.
 """
 from __future__ import annotations
 
@@ -93,7 +94,7 @@ def new_model(device: torch.device) -> MLP:
     return MLP(DEPTH, WIDTH, "he", torch_generator(SEED, "init")).to(device)
 
 
-# ---------------------------------------------------------------- the variants (each returns nothing; timed from outside)
+# ---------------------------------------------------------- the variants (each returns nothing; timed from outside)
 
 
 def run_instrumented(epochs: int, device: str, n_train: int = N_TRAIN, **changes) -> None:
@@ -300,7 +301,8 @@ def table(r: dict) -> str:
              f"batch {BATCH}, Adam {LR:g}; {r['device']}, torch {r['torch']}, {r['threads']} threads, "
              f"{c['repeats']} repeats", "",
              f"{'variant':<19}{'best sps':>12}{'median sps':>12}{'best s':>10}{'median s':>10}"]
-    for k in ("instrumented", "bare", "tutorial", "bare_gradnorm", "bare_default_adam", "cheap", "full_eval", "prepare"):
+    for k in ("instrumented", "bare", "tutorial", "bare_gradnorm", "bare_default_adam", "cheap", "full_eval",
+              "prepare"):
         bs = f"{b['sps_best'][k]:>12.0f}" if k in b["sps_best"] else f"{'-':>12}"
         ms = f"{b['sps_median'][k]:>12.0f}" if k in b["sps_median"] else f"{'-':>12}"
         lines.append(f"{k:<19}{bs}{ms}{b['seconds_best'][k]:>10.3f}{b['seconds_median'][k]:>10.3f}")
@@ -322,7 +324,8 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=5, help="timed calls per variant after one warm-up (default 5)")
     p.add_argument("--n-train", dest="n_train", type=int, default=N_TRAIN,
                    help=f"training images (default {N_TRAIN:,}; small values for a smoke test)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="as RunConfig.device (default auto)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="as RunConfig.device (default auto)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     args = p.parse_args(argv)
     if args.epochs < 1 or args.repeats < 1:

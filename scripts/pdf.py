@@ -178,7 +178,8 @@ def build_pdf(mode: str, build_dir: Path, out: Path, chromium: Path = CHROMIUM, 
     work = Path(tempfile.mkdtemp(prefix=".singlehtml-", dir=work_root))
     try:
         cmd = [sys.executable, "-c", "import sys; from jupyter_book.cli.main import main; sys.exit(main())",
-               "build", str(staging), "--path-output", str(work), "--builder", "singlehtml", "--warningiserror", "--all"]
+               "build", str(staging), "--path-output", str(work), "--builder", "singlehtml", "--warningiserror",
+               "--all"]
         print(f"[pdf] singlehtml build of {len(chapters)} chapters ({mode} mode)", flush=True)
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=str(staging),
                               env={**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1"})

@@ -165,7 +165,8 @@ def main(argv=None) -> int:
     except (StudentError, OSError, nbformat.ValidationError) as e:
         print(f"student edition: {e}", file=sys.stderr)
         return 1
-    print(f"student edition: {len(written)} chapters in {args.out}" + ("" if args.no_zip else f", packed as {args.zip}"))
+    print(f"student edition: {len(written)} chapters in {args.out}"
+          + ("" if args.no_zip else f", packed as {args.zip}"))
     return 0
 
 

@@ -162,7 +162,8 @@ def layout(tarballs: dict[str, Path]) -> None:
         files = {p.relative_to(out).as_posix(): p.stat().st_size for p in sorted(out.rglob("*")) if p.is_file()}
         manifest = {
             "layout": LAYOUT_VERSION,
-            "packages": {spec: {"tarball": tarballs[spec].name, "sha256": _sha256(tarballs[spec])} for spec in PACKAGES},
+            "packages": {spec: {"tarball": tarballs[spec].name, "sha256": _sha256(tarballs[spec])}
+                         for spec in PACKAGES},
             "files": files,
         }
         (out / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")

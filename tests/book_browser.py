@@ -133,7 +133,8 @@ class PageReport:
                              ("math not typeset", self.math_problems),
                              ("static explorers that did not change their figure", self.explorer_problems),
                              ("images without alt text saying what they show", self.images_without_alt),
-                             (f"code or output areas cut off at {VIEWPORT['width']} px (horizontal scroll)", self.cut_off),
+                             (f"code or output areas cut off at {VIEWPORT['width']} px (horizontal scroll)",
+                              self.cut_off),
                              (f"table cells that split a word at {VIEWPORT['width']} px", self.broken_words),
                              ("links that carry an explorer's setting but did not reproduce it", self.link_problems)]:
             if items:
@@ -156,9 +157,13 @@ WIDGETS_CHECK_JS = """() => {
     let model = '?';
     try { model = JSON.parse(t.textContent).model_id; } catch (e) {}
     const v = t.previousElementSibling;
-    if (!v || !v.classList.contains('widget-subarea')) { problems.push(`widget ${i + 1} (model ${model}): no view rendered`); return; }
+    if (!v || !v.classList.contains('widget-subarea')) {
+      problems.push(`widget ${i + 1} (model ${model}): no view rendered`);
+      return;
+    }
     const r = v.getBoundingClientRect();
-    if (!(r.width > 0 && r.height > 0)) problems.push(`widget ${i + 1} (model ${model}): rendered with size ${r.width}x${r.height}`);
+    if (!(r.width > 0 && r.height > 0))
+      problems.push(`widget ${i + 1} (model ${model}): rendered with size ${r.width}x${r.height}`);
     const text = v.textContent || '';
     if (/Error displaying widget|Failed to create view|Could not create a view/.test(text))
       problems.push(`widget ${i + 1} (model ${model}): ${text.trim().slice(0, 200)}`);
@@ -175,17 +180,20 @@ IMAGES_CHECK_JS = """() => {
                       .map(img => (img.currentSrc || img.src || '(no src)').slice(0, 200))};
 }"""
 
-EXPLORERS_READY_JS = """() => document.querySelectorAll('.memlib-static-explorer:not([data-memlib-ready="1"])').length === 0"""
+EXPLORERS_READY_JS = ("""() => document.querySelectorAll('.memlib-static-explorer:not([data-memlib-ready="1"])')"""
+                      """.length === 0""")
 
 # An alt that is missing, empty, or just the file's name (Sphinx's default when none is given) says nothing.
 ALT_CHECK_JS = """() => [...document.images].filter(img => {
     const alt = (img.getAttribute('alt') || '').trim();
     const file = (img.getAttribute('src') || '').split('/').pop();
-    return !alt || alt === img.getAttribute('src') || alt.split('/').pop() === file || /\\.(png|jpe?g|svg|gif)$/i.test(alt);
+    return !alt || alt === img.getAttribute('src') || alt.split('/').pop() === file ||
+           /\\.(png|jpe?g|svg|gif)$/i.test(alt);
   }).map(img => {
     const where = img.closest('.cell_output') ? 'chapter figure' : img.closest('.jupyter-widgets') ? 'widget image'
                 : img.closest('.navbar-brand, .logo') ? 'logo' : 'image';
-    return `${where}: ${(img.getAttribute('src') || '(no src)').slice(0, 90)} alt=${JSON.stringify(img.getAttribute('alt'))}`;
+    return `${where}: ${(img.getAttribute('src') || '(no src)').slice(0, 90)} ` +
+           `alt=${JSON.stringify(img.getAttribute('alt'))}`;
   })"""
 
 # Code and output areas must fit the text width: nothing that needs a horizontal scroll bar. The one exception is
@@ -209,7 +217,8 @@ CUT_OFF_JS = """() => {
     }
     if (over > 1) {
       const line = (el.innerText || '').split('\\n').reduce((a, b) => b.length > a.length ? b : a, '');
-      out.push(`${el.tagName.toLowerCase()}.${[...el.classList].join('.') || el.parentElement.className.split(' ')[0]}: ` +
+      out.push(`${el.tagName.toLowerCase()}.` +
+               `${[...el.classList].join('.') || el.parentElement.className.split(' ')[0]}: ` +
                `${Math.round(over)} px too wide; longest line ${line.length} chars: ${line.slice(0, 70)}`);
     }
   });
@@ -228,8 +237,9 @@ BROKEN_WORDS_JS = """() => {
         r.setStart(n, m.index);
         r.setEnd(n, m.index + m[0].length);
         const tops = new Set([...r.getClientRects()].filter(x => x.width > 0).map(x => Math.round(x.top)));
-        if (tops.size > 1) out.push(`${c.tagName.toLowerCase()} ${JSON.stringify(m[0])} split over ${tops.size} lines ` +
-                                    `(table: ${(c.closest('table').rows[0].innerText || '').replace(/\\s+/g, ' ').slice(0, 60)})`);
+        if (tops.size > 1)
+          out.push(`${c.tagName.toLowerCase()} ${JSON.stringify(m[0])} split over ${tops.size} lines ` +
+                   `(table: ${(c.closest('table').rows[0].innerText || '').replace(/\\s+/g, ' ').slice(0, 60)})`);
       }
     }
   });
@@ -243,7 +253,8 @@ MATH_CHECK_JS = """async () => {
   await MathJax.startup.promise;
   const els = [...document.querySelectorAll('span.math, div.math')];
   const untypeset = els.filter(e => !e.querySelector('mjx-container')).map(e => e.textContent.trim().slice(0, 80));
-  const errors = [...document.querySelectorAll('mjx-merror')].map(e => (e.getAttribute('data-mjx-error') || e.textContent).slice(0, 120));
+  const errors = [...document.querySelectorAll('mjx-merror')]
+    .map(e => (e.getAttribute('data-mjx-error') || e.textContent).slice(0, 120));
   return {loaded: true, version: MathJax.version, count: els.length, untypeset, errors,
           containers: document.querySelectorAll('mjx-container').length};
 }"""
@@ -346,7 +357,8 @@ def move_static_explorers(tab) -> tuple[int, list[str]]:
             handle.focus()
             handle.press("ArrowRight")
             try:
-                tab.wait_for_function(f"([box, before]) => ({VISIBLE_IMAGE_JS})(box) !== before && ({VISIBLE_IMAGE_JS})(box) !== null",
+                tab.wait_for_function(f"([box, before]) => ({VISIBLE_IMAGE_JS})(box) !== before"
+                                      f" && ({VISIBLE_IMAGE_JS})(box) !== null",
                                       arg=[box, before], timeout=5_000)
             except Exception:  # noqa: BLE001 - reported
                 problems.append(f"static explorer {i}, slider {j}: the image did not change after ArrowRight")
@@ -358,7 +370,8 @@ EXPLORER_STATE_JS = """(box) => {
   const meta = JSON.parse(box.querySelector('.memlib-explorer-meta').getAttribute('data-meta'));
   const img = [...box.querySelectorAll('img')].find(i => i.offsetParent !== null);
   const m = img ? /memlib-grid-(\\d+)/.exec(img.className) : null;
-  return {key: box.getAttribute('data-memlib-key'), meta, shown: m ? +m[1] : null, alt: img ? img.getAttribute('alt') : null,
+  return {key: box.getAttribute('data-memlib-key'), meta, shown: m ? +m[1] : null,
+          alt: img ? img.getAttribute('alt') : null,
           index: [...box.querySelectorAll('.noUi-handle')].map(h => Math.round(+h.getAttribute('aria-valuenow'))),
           hash: location.hash, button: !!box.querySelector('.memlib-copy-link button')};
 }"""
@@ -366,7 +379,8 @@ EXPLORER_STATE_JS = """(box) => {
 
 def _flat(meta: dict, index: list[int]) -> int:
     k = 0
-    for c, i in zip(meta["controls"], index):
+    # not strict: a box whose sliders did not all render has fewer handles; the wrong image it shows is reported
+    for c, i in zip(meta["controls"], index, strict=False):
         k = k * len(c["values"]) + i
     return k
 
@@ -383,7 +397,8 @@ def open_explorer_links(context, html: Path, page: str, tab, timeout_ms: int) ->
         tab.wait_for_timeout(200)
         by_hand = box.evaluate(EXPLORER_STATE_JS)
         meta, key = by_hand["meta"], by_hand["key"]
-        want = {f"{key}-{c['name']}": c["values"][j] for c, j in zip(meta["controls"], by_hand["index"])}
+        # not strict (here and below): fewer handles than controls is reported (the URL misses a setting), not raised
+        want = {f"{key}-{c['name']}": c["values"][j] for c, j in zip(meta["controls"], by_hand["index"], strict=False)}
         hash_ = by_hand["hash"].lstrip("#")
         missing = [f"{k}={v}" for k, v in want.items() if f"{k}={v}" not in hash_.split("&")]
         if missing:
@@ -411,10 +426,12 @@ def open_explorer_links(context, html: Path, page: str, tab, timeout_ms: int) ->
         opened += 1
         if other["shown"] != by_hand["shown"] or other["index"] != by_hand["index"]:
             problems.append(f"explorer {i} ({key}): {link} shows image {other['shown']} (sliders {other['index']}); "
-                            f"moving the sliders there by hand shows image {by_hand['shown']} (sliders {by_hand['index']})")
-        labels = [c["labels"][j] for c, j in zip(meta["controls"], by_hand["index"])]
+                            f"moving the sliders there by hand shows image {by_hand['shown']} "
+                            f"(sliders {by_hand['index']})")
+        labels = [c["labels"][j] for c, j in zip(meta["controls"], by_hand["index"], strict=False)]
         if not other["alt"] or not all(lab in other["alt"] for lab in labels):
-            problems.append(f"explorer {i} ({key}): the image's alt {other['alt']!r} does not name the setting {labels}")
+            problems.append(f"explorer {i} ({key}): the image's alt {other['alt']!r} "
+                            f"does not name the setting {labels}")
     return opened, problems
 
 
@@ -470,7 +487,8 @@ def main(argv=None) -> int:
             rep = b.check(args.html, page, shots)
             probs = rep.problems()
             bad += bool(probs)
-            print(f"{'FAIL' if probs else 'ok  '} {page}: {rep.widgets} widgets ({rep.explorers} static explorers moved, "
+            print(f"{'FAIL' if probs else 'ok  '} {page}: {rep.widgets} widgets "
+                  f"({rep.explorers} static explorers moved, "
                   f"{rep.links} opened from a link), {rep.math} math, "
                   f"{rep.images} images -> {rep.screenshot}")
             for p in probs:

@@ -135,7 +135,8 @@ class LabServer:
         if self.disabled_extensions:
             page_config = self.home / "config" / "labconfig" / "page_config.json"
             page_config.parent.mkdir(parents=True, exist_ok=True)
-            page_config.write_text(json.dumps({"disabledExtensions": {name: True for name in self.disabled_extensions}}))
+            page_config.write_text(json.dumps({"disabledExtensions": {name: True
+                                                                      for name in self.disabled_extensions}}))
         cmd = [*lab_command(), "--no-browser", "--ip=127.0.0.1", f"--port={self.port}", "--ServerApp.port_retries=0",
                f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root}",
                "--LabApp.news_url=None",

@@ -12,7 +12,7 @@ from memlib.train import train
 
 
 def _hsic_cka(x, y):
-    """Linear CKA the kernel way (Gretton's HSIC with centring matrix H), independent of memlib's feature-space formula."""
+    """Linear CKA the kernel way (Gretton's HSIC, centring matrix H), independent of memlib's feature-space formula."""
     n = len(x)
     h = np.eye(n) - np.ones((n, n)) / n
     k, l_ = x @ x.T, y @ y.T
@@ -32,7 +32,7 @@ def test_linear_cka_matches_kernel_formula(d1, d2):
 
 
 def test_linear_cka_invariances():
-    """CKA is 1 for a representation with itself, and unchanged by rotation and isotropic scaling, but not by anisotropic scaling."""
+    """CKA is 1 for a representation with itself, unchanged by rotation and isotropic scaling, not by anisotropic."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(50, 6))
     q, _ = np.linalg.qr(rng.normal(size=(6, 6)))
@@ -55,7 +55,8 @@ def test_cosine_rows_reference_and_zero_rows():
     rng = np.random.default_rng(1)
     a, b = rng.normal(size=(7, 4)), rng.normal(size=(7, 4))
     a[3] = 0
-    ref = [0.0 if not np.any(u) else float(u @ v / np.linalg.norm(u) / np.linalg.norm(v)) for u, v in zip(a, b, strict=True)]
+    ref = [0.0 if not np.any(u) else float(u @ v / np.linalg.norm(u) / np.linalg.norm(v))
+           for u, v in zip(a, b, strict=True)]
     np.testing.assert_allclose(A.cosine_similarity_rows(a, b), ref, rtol=1e-12)
 
 
@@ -112,13 +113,14 @@ def test_epoch_grad_stats_against_loops(make_cfg):
 
 
 def test_drift_starts_at_one_and_matches_manual(make_cfg):
-    """Similarity to init is 1 at checkpoint 0 and equals a manual computation later; drift speed is its negative difference."""
+    """Similarity to init: 1 at checkpoint 0, later equal to a manual computation; drift speed is its negative diff."""
     res = run(make_cfg(epochs=3))
     cos = A.cosine_drift(res, 1)
     assert cos[0] == pytest.approx(1.0)
     r = res.reps["hidden1"].astype(np.float64)
     assert cos[2] == pytest.approx(A.cosine_similarity_rows(r[2], r[0]).mean())
-    assert A.cka_drift(res, "hidden2")[3] == pytest.approx(_hsic_cka(res.reps["hidden2"][3].astype(float), res.reps["hidden2"][0].astype(float)), rel=1e-6)
+    assert A.cka_drift(res, "hidden2")[3] == pytest.approx(_hsic_cka(res.reps["hidden2"][3].astype(float),
+                                                                     res.reps["hidden2"][0].astype(float)), rel=1e-6)
     np.testing.assert_allclose(A.drift_speed(res, 1), -np.diff(cos))
     with pytest.raises(ValueError, match="recorded layers"):
         A.cosine_drift(res, 7)
@@ -144,7 +146,8 @@ def test_spread_and_peak(make_cfg):
 
 
 @pytest.mark.parametrize("holds,outcome", [((True, True), "supported"), ((True, False), "partly supported"),
-                                           ((False, False), "not supported at this scale"), ((), "not supported at this scale")])
+                                           ((False, False), "not supported at this scale"),
+                                           ((), "not supported at this scale")])
 def test_verdict_outcome(holds, outcome):
     """The outcome follows the per-check booleans only."""
     from memlib.verdicts import Check, Verdict

@@ -28,7 +28,8 @@ CASES = {
                      "breakdown", "config", "reproducibility"} | DESCRIBE),
     "explorers.py": (["--tiny", "--mode", "quick", "--moves", "1", "--chapters", "01-gradient-statistics"],
                      {"mode", "targets", "chapters", "worst", "targets_met", "sweep_speedup", "sweep_speedup_note"}),
-    "book.py": (["--mode", "quick"], {"mode", "source", "chapters", "kernel_s", "train_s", "eval_s", "probe_s", "shares"}),
+    "book.py": (["--mode", "quick"],
+                {"mode", "source", "chapters", "kernel_s", "train_s", "eval_s", "probe_s", "shares"}),
 }
 
 pytestmark = pytest.mark.slow  # about 25 s in all: two subprocesses that import torch and train small networks

@@ -66,7 +66,8 @@ def test_no_page_loads_from_the_network():
     """Static check of the HTML: no script, stylesheet, image or frame from another host."""
     if not HTML.is_dir():
         pytest.fail(MISSING, pytrace=False)
-    tag = re.compile(r"<(script|link|img|iframe|source|video|audio)\b[^>]*\b(src|href)\s*=\s*[\"']((?:https?:)?//[^\"']+)",
+    tag = re.compile(r"<(script|link|img|iframe|source|video|audio)\b[^>]*\b(src|href)\s*=\s*"
+                     r"[\"']((?:https?:)?//[^\"']+)",
                      re.I)
     found = []
     for page in sorted(HTML.rglob("*.html")):
@@ -84,7 +85,8 @@ def test_every_executed_chapter_has_a_page():
         pytest.skip("checks the default quick book against its executed chapters only")
     if not HTML.is_dir():
         pytest.fail(MISSING, pytrace=False)
-    missing = [nb.stem for nb in sorted(EXECUTED.glob("*.ipynb")) if not (HTML / "chapters" / f"{nb.stem}.html").is_file()]
+    missing = [nb.stem for nb in sorted(EXECUTED.glob("*.ipynb"))
+               if not (HTML / "chapters" / f"{nb.stem}.html").is_file()]
     assert not missing, f"executed chapters without a page in {HTML}: {missing}"
 
 
@@ -113,7 +115,8 @@ def test_figures_stay_legible_in_dark_mode(browser):
     if not (HTML / DARK_PAGE).is_file():
         pytest.fail(MISSING, pytrace=False)
     context = browser.browser.new_context(viewport=bb.VIEWPORT, service_workers="block")
-    context.add_init_script("try { localStorage.setItem('theme', 'dark'); localStorage.setItem('mode', 'dark'); } catch (e) {}")
+    context.add_init_script("try { localStorage.setItem('theme', 'dark'); localStorage.setItem('mode', 'dark'); } "
+                            "catch (e) {}")
     tab = context.new_page()
     try:
         tab.route("**/*", lambda r: r.continue_() if r.request.url.startswith(bb.LOCAL_SCHEMES)
@@ -142,7 +145,8 @@ BOOK_CSS = ROOT / "scripts" / "assets" / "memlib" / "book.css"
 # Shaped like myst-nb's output HTML, in a column as wide as the book's text at 1280 px.
 OVERFLOW_PAGE = """<!doctype html><html><head><meta charset="utf-8">{css}<style>{extra}</style></head>
 <body><div style="width: 688px">
-<div class="cell_output"><div class="output stream highlight-myst-ansi"><div class="highlight"><pre>{line}</pre></div></div></div>
+<div class="cell_output"><div class="output stream highlight-myst-ansi">\
+<div class="highlight"><pre>{line}</pre></div></div></div>
 <div class="cell_output"><div class="output text_html"><table class="memlib-table"><thead><tr>{wide_head}</tr></thead>
 <tbody><tr>{wide_row}</tr></tbody></table></div></div>
 <div class="cell_output"><div class="output text_html"><table class="memlib-table"><thead><tr>{head}</tr></thead>

@@ -197,7 +197,8 @@ def test_failed_write_keeps_the_previous_file(fresh_cache, trained, monkeypatch)
 def test_source_bypasses_the_cache(fresh_cache, tmp_path, monkeypatch):
     """A run from an explicit MNIST source is never cached (the cache key does not know the source)."""
     calls = []
-    monkeypatch.setattr(C, "train", lambda cfg, source=None, labels=None, on_epoch=None: calls.append(source) or "trained")
+    monkeypatch.setattr(C, "train",
+                        lambda cfg, source=None, labels=None, on_epoch=None: calls.append(source) or "trained")
     assert C.run(tiny(), source=str(tmp_path)) == "trained"
     assert calls == [str(tmp_path)]
     assert not (fresh_cache / "runs").exists()

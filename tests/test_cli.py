@@ -185,7 +185,7 @@ def test_main_damaged_mnist_dir(fresh_cache, tmp_path, capsys, monkeypatch, comm
 
 @pytest.mark.parametrize("damage", [None, "truncated gzip"], ids=["missing folder", "truncated gzip"])
 def test_subprocess_bad_mnist_dir(fresh_cache, tmp_path, damage):
-    """`MEMLIB_MNIST_DIR=<missing folder or damaged file> python -m memlib run ...`: exit status 2, one line, no traceback."""
+    """`MEMLIB_MNIST_DIR=<missing folder or damaged file> python -m memlib run ...`: exit 2, one line, no traceback."""
     path = tmp_path / "no-such-folder" if damage is None else _idx_folder(tmp_path / "mnist", damage)
     proc = _subprocess(["run", *PAIRS, "--json"], fresh_cache,
                        MEMLIB_MNIST_DIR=str(path if damage is None else path.parent))

@@ -134,8 +134,8 @@ def test_recorded_layers():
 # A different, valid value for every result-determining field of RunConfig().
 KEY_CHANGES = dict(
     n_train=9_999, noise=0.1, noise_kind="uniform", depth=3, width=128, init="xavier", optimizer="sgd", lr=0.002,
-    batch_size=64, epochs=11, stop_at=0.99, seed=1, probe_size=1_000, rep_layers=(1, 2), rep_epochs="ends", eval_size=5_000,
-    shift_degrees=15.0, widths=(128, 512, 2048, 2048), inputs="symmetric",
+    batch_size=64, epochs=11, stop_at=0.99, seed=1, probe_size=1_000, rep_layers=(1, 2), rep_epochs="ends",
+    eval_size=5_000, shift_degrees=15.0, widths=(128, 512, 2048, 2048), inputs="symmetric",
 )
 
 
@@ -151,8 +151,8 @@ def test_key_changes_with_every_result_determining_field(field):
     assert base.key() != base.replace(**{field: KEY_CHANGES[field]}).key()
 
 
-@pytest.mark.parametrize("changes", [dict(device="cpu"), dict(device="cuda"), dict(progress=True), dict(progress=False)],
-                         ids=str)
+@pytest.mark.parametrize("changes", [dict(device="cpu"), dict(device="cuda"), dict(progress=True),
+                                     dict(progress=False)], ids=str)
 def test_key_ignores_device_and_progress(changes):
     """device and progress do not change what a run produces, so they are not in the key."""
     assert RunConfig(**changes).key() == RunConfig().key()
@@ -222,7 +222,7 @@ def test_config_from_pairs():
     ids=lambda v: v[0] if isinstance(v, list) else None,
 )
 def test_config_from_pairs_errors(pairs, needle):
-    """Malformed pairs, unknown keys, bad text, invalid values and a key given twice raise ValueError with a precise message."""
+    """Malformed pairs, unknown keys, bad text, invalid values, a key given twice: ValueError with a precise message."""
     with pytest.raises(ValueError) as err:
         config_from_pairs(pairs)
     assert needle in str(err.value)

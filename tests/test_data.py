@@ -282,7 +282,8 @@ def test_pickle_of_arrays_loads_losslessly(tmp_path):
     path = tmp_path / "mnist.pkl.gz"
     _write_pickle(path, splits)
     mn = D.read_mnist_pickle(path, sha256=None)
-    for (x, y), xo, yo in zip(splits, (mn.x_train, mn.x_val, mn.x_test), (mn.y_train, mn.y_val, mn.y_test), strict=True):
+    for (x, y), xo, yo in zip(splits, (mn.x_train, mn.x_val, mn.x_test), (mn.y_train, mn.y_val, mn.y_test),
+                              strict=True):
         assert xo.dtype == np.uint8 and xo.shape == (4, 784)
         assert np.array_equal(xo.astype(np.float32) / 256, x)  # lossless round trip
         assert set(np.unique(xo)) == set(range(256))
@@ -332,7 +333,8 @@ def test_damaged_mnist_cache_is_rebuilt(fresh_cache, clean_lru):
 
 
 def _idx(arr: np.ndarray) -> bytes:
-    return struct.pack(">BBBB", 0, 0, 0x08, arr.ndim) + b"".join(struct.pack(">I", d) for d in arr.shape) + arr.tobytes()
+    return (struct.pack(">BBBB", 0, 0, 0x08, arr.ndim) + b"".join(struct.pack(">I", d) for d in arr.shape)
+            + arr.tobytes())
 
 
 def _fake_idx_data(n_train=10_003, n_test=5):
@@ -343,7 +345,8 @@ def _fake_idx_data(n_train=10_003, n_test=5):
         x[:, 0, 0], x[:, 0, 1] = i % 256, i // 256
         x[i, 1 + i % 27, (i + salt) % 28] = 255
         return x
-    return images(n_train, 0), (np.arange(n_train) % 10).astype(np.uint8), images(n_test, 7), (np.arange(n_test) * 3 % 10).astype(np.uint8)
+    return (images(n_train, 0), (np.arange(n_train) % 10).astype(np.uint8),
+            images(n_test, 7), (np.arange(n_test) * 3 % 10).astype(np.uint8))
 
 
 def _write_idx_folder(root, sub, gz, data):
@@ -367,7 +370,7 @@ def idx_data():
 @pytest.mark.parametrize("sub", ["", "raw", "MNIST/raw"])
 @pytest.mark.parametrize("gz", [False, True], ids=["plain", "gz"])
 def test_read_torchvision_folder(tmp_path, idx_data, sub, gz):
-    """idx files in folder/, folder/raw/ or folder/MNIST/raw/ (gz or not) load; the last 10,000 train images are validation."""
+    """idx files in folder/, folder/raw/ or folder/MNIST/raw/ (gz or not) load; last 10,000 train images: validation."""
     _write_idx_folder(tmp_path, sub, gz, idx_data)
     mn = D.read_torchvision_folder(tmp_path)
     xtr, ytr, xte, yte = idx_data

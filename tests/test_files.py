@@ -24,7 +24,8 @@ def test_lock_excludes_another_process_until_released(tmp_path):
              "from filelock import Timeout\nfrom memlib.files import locked\n"
              f"try:\n    locked({str(target)!r}).acquire(timeout=0.2)\n    print('took')\n"
              "except Timeout:\n    print('blocked')\n")
-    take = lambda: subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()  # noqa: E731
+    take = lambda: subprocess.run([sys.executable, "-c", probe],  # noqa: E731
+                                  capture_output=True, text=True, check=True).stdout.strip()
     with locked(target):
         assert take() == "blocked"
     assert take() == "took"

@@ -122,7 +122,8 @@ MARKDOWN_JS = """() => {
 RAW_MARKUP = (":class:", "{term}", "{cite", "{dropdown}", "{admonition}", "```{", ":::{")
 # ... and, in the Markdown cells' rendered text, any role or directive name in braces before its text.
 RAW_ROLE = re.compile(r"\{[a-z][\w:-]*\}\s*[`\w<]")
-SOLUTIONS_FENCE = re.compile(r"^(`{3,}|:{3,})\{(?:admonition|dropdown)\}\s*Solutions\s*\n(.*?)^\1\s*$", re.MULTILINE | re.DOTALL)
+SOLUTIONS_FENCE = re.compile(r"^(`{3,}|:{3,})\{(?:admonition|dropdown)\}\s*Solutions\s*\n(.*?)^\1\s*$",
+                             re.MULTILINE | re.DOTALL)
 
 
 def solution_phrases(chapter: Path) -> list[str]:
@@ -167,7 +168,8 @@ def markdown_problems(page, phrases: list[str]) -> list[str]:
     problems += [f"raw markup visible: {r}" for r in raw_markup(s)]
     solutions = [d for d in s["dropdowns"] if d["summary"] == "Solutions"]
     if len(solutions) != len(phrases):
-        problems.append(f"expected {len(phrases)} Solutions dropdown(s) (from the notebook's source); the page shows {len(solutions)} "
+        problems.append(f"expected {len(phrases)} Solutions dropdown(s) (from the notebook's source); "
+                        f"the page shows {len(solutions)} "
                         f"(dropdowns: {[d['summary'] for d in s['dropdowns']]})")
     problems += [f"dropdown {d['summary']!r} is open before the student opens it" for d in s["dropdowns"]
                  if d["open"] or d["body_visible"]]
@@ -175,7 +177,8 @@ def markdown_problems(page, phrases: list[str]) -> list[str]:
     if problems or not solutions:
         return problems
     # --- open each Solutions dropdown as a reader would: a click on its title
-    for summary in page.locator(".jp-Notebook .jp-MarkdownCell details > summary", has_text=re.compile(r"^\s*Solutions\s*$")).all():
+    for summary in page.locator(".jp-Notebook .jp-MarkdownCell details > summary",
+                                has_text=re.compile(r"^\s*Solutions\s*$")).all():
         summary.scroll_into_view_if_needed()
         summary.click()
     page.wait_for_timeout(300)
@@ -184,7 +187,8 @@ def markdown_problems(page, phrases: list[str]) -> list[str]:
                  if d["summary"] == "Solutions" and not (d["open"] and d["body_visible"])]
     problems += [f"after a click on Solutions, its text is not visible: {p!r}" for p in phrases
                  if p not in after["visible"]]
-    problems += [f"raw markup visible in the opened solutions: {r}" for r in raw_markup(after) if r not in raw_markup(s)]
+    problems += [f"raw markup visible in the opened solutions: {r}" for r in raw_markup(after)
+                 if r not in raw_markup(s)]
     return problems
 
 
@@ -414,7 +418,7 @@ def test_live_explorer_retrains_in_the_background(browser, lab):
 
 
 def open_rendered(page, lab, name: str) -> None:
-    """Open a notebook in the lab and wait until MyST has rendered every Markdown cell (asynchronously, cell by cell)."""
+    """Open a notebook in the lab; wait until MyST has rendered every Markdown cell (asynchronously, cell by cell)."""
     page.goto(lab.url(f"lab/tree/{name}"), wait_until="domcontentloaded")
     page.locator(".jp-Notebook .jp-MarkdownCell").first.wait_for(state="visible", timeout=60_000)
 

@@ -181,7 +181,8 @@ def test_first_step_matches_plain_torch_optimizers():
     c = M.first_step_check(cfg)
     assert c["max_rel_diff"] < 1e-4
     x, y = M.training_images(cfg, cfg.batch_size)
-    make = {"sgd": lambda p: torch.optim.SGD(p, lr=0.05), "momentum": lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9),
+    make = {"sgd": lambda p: torch.optim.SGD(p, lr=0.05),
+            "momentum": lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9),
             "adam": lambda p: torch.optim.Adam(p, lr=1e-3)}
     for name, opt_of in make.items():  # independent: unfused torch optimizers, one step
         net = M.initial_model(cfg)

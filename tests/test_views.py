@@ -1,4 +1,4 @@
-"""plots, report, verdicts and widgets: figures from results (never training or showing), computed verdicts, explorers."""
+"""plots, report, verdicts, widgets: figures from results (never training or showing), computed verdicts, explorers."""
 from __future__ import annotations
 
 import dataclasses
@@ -159,7 +159,7 @@ def test_explorer_redraws_and_uses_the_cache(noise_groups):
 
 
 def test_explorer_trains_in_the_background_with_live_frames_and_cancels_stale_runs(noise_groups):
-    """A move to an uncached setting returns at once, draws a frame per epoch, and a newer move cancels the older run."""
+    """A move to an uncached setting returns at once, draws a frame per epoch; a newer move cancels the older run."""
     import time
 
     from memlib.cache import is_cached
@@ -187,7 +187,7 @@ def test_explorer_trains_in_the_background_with_live_frames_and_cancels_stale_ru
 
 
 def test_streaming_explorer_draws_training_then_probes_layer_by_layer(memlib_cache, monkeypatch):
-    """Chapter 11's explorer: training curves while the run trains, then the probe bars as each layer's probes are done."""
+    """Chapter 11's explorer: training curves while the run trains, then probe bars as each layer's probes finish."""
     import time
 
     import memlib.widgets as Wd

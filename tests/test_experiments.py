@@ -17,9 +17,7 @@ CASES = [(m, c) for m in MODES for c in sorted(RECORDED.get(m, {}))]
 
 
 def test_every_chapter_and_mode_was_recorded():
-    assert set(RECORDED["quick"]) == set(E.CHAPTERS)
-    assert len(CASES) >= 3 * len(E.CHAPTERS) - 3, "recordings missing for: " + ", ".join(
-        f"{m} {c}" for m in MODES for c in E.CHAPTERS if c not in RECORDED.get(m, {}))
+    assert all(set(RECORDED[m]) == set(E.CHAPTERS) for m in MODES)
 
 
 @pytest.mark.parametrize("mode, name", CASES)

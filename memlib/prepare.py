@@ -107,9 +107,13 @@ def listing(mode: str, chapters=None, threads: int = 1) -> list[str]:
         todo += s
         lines.append(f"{'later  '} {s:>9.1f} s  {r.source.key()}+labels  on MASC's labels of that run "
                      f"(computed once it is trained; cached unless they changed)")
-    lines.append(f"{len(jobs) + len(again)} runs, about {total / 3600:.2f} h of 1-thread CPU time "
-                 f"({todo / 3600:.2f} h not cached); estimates assume every run goes to its epoch cap")
+    lines.append(f"{len(jobs) + len(again)} runs, about {_span(total)} of 1-thread CPU time ({_span(todo)} not "
+                 f"cached); runs that stop early (stop_at) are estimated at their epoch cap")
     return lines
+
+
+def _span(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds:.0f} s"
 
 
 def train_arrays(cfg: RunConfig, labels, threads: int) -> dict:
@@ -251,6 +255,9 @@ def prepare(mode: str, chapters=None, *, ray: str | bool = False, workers: int |
     workers = workers or max(1, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                                  else os.cpu_count() or 1) // threads)
     n_total = len(todo) + len(again)
+    if not n_total:
+        say(f"all {len(jobs)} runs are cached")
+        return 0
     runs_bar = tqdm(total=n_total, unit="run", desc="runs", disable=not progress)
     epochs_bar = tqdm(total=sum(j.cfg.epochs for j in todo) + sum(r.source.epochs for r in again), unit="epoch",
                       desc="epochs", disable=not progress)

@@ -20,10 +20,11 @@ from .config import RunConfig
 from .models import N_CLASSES, N_INPUT
 
 # The cost model, seconds = SECONDS_PER_RUN + SECONDS_PER_UNIT x cost_units(cfg) on one CPU thread: a least-squares
-# fit to the quick book's 28 fixed-length runs (76 run-seconds; $MEMLIB_RUN_LOG of a 1-thread build on a shared 2-core
-# x86 VM, December 2026). bench/prepare.py measures it again on larger runs.
-SECONDS_PER_RUN = 1.08
-SECONDS_PER_UNIT = 1.11e-10
+# fit through one 1-epoch run on 5,000 images of each network shape in the full-mode plan (10 shapes; bench/prepare.py's
+# measured_rate, 1 thread, on a shared and busy 2-core x86 VM, December 2026: load average about 5). The quick book's
+# own run log (28 runs of 1,000 images) fits 1.08 s + 1.11e-10 s/unit: small runs pay more per unit.
+SECONDS_PER_RUN = 0.63
+SECONDS_PER_UNIT = 6.6e-11
 ADDRESS = re.compile(r"^(auto|ray://[^\s:/]+(:\d+)?|[^\s:/]+:\d+)$")
 
 

@@ -29,6 +29,9 @@ CASES = {
     "explorers.py": (["--tiny", "--mode", "quick", "--moves", "1", "--chapters", "01-gradient-statistics"],
                      {"mode", "targets", "chapters", "worst", "targets_met", "sweep_speedup", "sweep_speedup_note"}),
     "book.py": (["--mode", "quick"], {"mode", "source", "chapters", "kernel_s", "train_s", "eval_s", "probe_s", "shares"}),
+    "prepare.py": (["--mode", "quick", "--chapter", "03-depth", "--measure-n", "200"],
+                   {"mode", "chapter", "local_s", "ray1_s", "ray2_s", "ray_overhead_per_run_s", "full_book_run_seconds",
+                    "full_book_note", "goals"} | DESCRIBE),
 }
 
 pytestmark = pytest.mark.slow  # about 25 s in all: two subprocesses that import torch and train small networks

@@ -14,25 +14,14 @@ import numpy as np
 import pytest
 import torch
 
-import memlib.data as D
 from memlib import prepare as PP
 from memlib.cache import run_path, to_arrays
 from memlib.cli import main
 from memlib.train import train
 
-from helpers import seed_cache
-
 ROOT = Path(__file__).resolve().parent.parent
 TWO = ["03-depth", "09-width"]  # 3 + 4 quick runs
 TIMING = ("seconds", "eval_seconds")  # the only fields a retrained run may change
-
-
-@pytest.fixture
-def fresh_cache(tmp_path, monkeypatch, memlib_cache):
-    """An empty run cache (MNIST copied in) for one test."""
-    seed_cache(tmp_path, memlib_cache)
-    monkeypatch.setenv(D.CACHE_ENV, str(tmp_path))
-    return tmp_path
 
 
 def _runs(cache: Path) -> list[Path]:

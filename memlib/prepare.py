@@ -38,6 +38,7 @@ class Job:
 
     @property
     def name(self) -> str:
+        """The config's key, marked when the run is on given labels."""
         return self.cfg.key() + ("" if self.labels is None else "+labels")
 
 
@@ -79,6 +80,7 @@ def plan(mode: str, chapters=None) -> tuple[list[Job], list[E.Relabeled]]:
 
 
 def is_cached(job: Job, threads: int) -> bool:
+    """True when the run is in the cache under the key for `threads` CPU threads."""
     from .cache import run_path
 
     return run_path(job.cfg, job.labels, threads).exists()
@@ -107,7 +109,7 @@ def listing(mode: str, chapters=None, threads: int = 1) -> list[str]:
         total += s
         todo += s
         lines.append(f"{'later  '} {s:>9.1f} s  {r.source.key()}+labels  on MASC's labels of that run "
-                     f"(computed once it is trained; cached unless they changed)")
+                     f"(they are computed once it is trained)")
     lines.append(f"{len(jobs) + len(again)} runs, about {_span(total)} of 1-thread CPU time ({_span(todo)} not "
                  f"cached); runs that stop early (stop_at) are estimated at their epoch cap")
     return lines

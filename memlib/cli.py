@@ -1,4 +1,5 @@
-"""`python -m memlib run|masc key=value ... [--json]`: train (or load) one run; print its final metrics or its layer probes."""
+"""`python -m memlib run|masc key=value ... [--json]`: train (or load) one run; print its final metrics or its layer probes.
+`python -m memlib prepare --mode MODE [--chapters ...] [--list] [--ray [ADDRESS]]`: train the chapters' runs ahead."""
 from __future__ import annotations
 
 import argparse
@@ -25,6 +26,18 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--variance", type=float, default=0.99, help="share of variance each MASC class subspace keeps, in (0, 1] (default 0.99)")
     m.add_argument("--json", action="store_true", help="print one JSON object")
     m.add_argument("--no-cache", action="store_true", help="train even when the run is cached, and do not store it")
+    q = sub.add_parser("prepare", help="train every uncached run the chosen chapters need (locally or on Ray)",
+                       description="Trains ahead of the build what the book's chapters need; the cache is the meeting "
+                                   "point (copy its folder to other machines).")
+    q.add_argument("--mode", required=True, help="quick, standard or full")
+    q.add_argument("--chapters", help="comma-separated chapters, by name or number (01,06,11-masc); default: all")
+    q.add_argument("--list", action="store_true", help="print the runs with their estimated cost; train nothing")
+    q.add_argument("--ray", nargs="?", const=True, default=False, metavar="ADDRESS",
+                   help="train on Ray: a cluster's ADDRESS (auto, HOST:PORT, ray://HOST:PORT) or, with no "
+                        "address, a local cluster started here")
+    q.add_argument("--workers", type=int, help="runs trained at once (default: the machine's cores / threads)")
+    q.add_argument("--threads", type=int, default=1,
+                   help="CPU threads per run (default 1; part of the cache key: build the book with the same)")
     return p
 
 
@@ -62,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(args) -> int:
     """main() after the arguments are parsed, inside its error and warning handling."""
+    if args.command == "prepare":
+        return _prepare(args)
     try:
         cfg = config_from_pairs(args.pairs)
         from .train import pick_device
@@ -106,3 +121,54 @@ def _masc(cfg, args) -> int:
     for layer, accs in out["layers"].items():
         print(f"{layer:<10}" + "".join(f"{accs[k]:>16.4f}" for k in probes.PROBES))
     return 0
+
+
+def _chapter_names(text: str | None) -> list[str] | None:
+    """--chapters: names or their number prefixes (06 -> 06-memorization); a ValueError names a bad one."""
+    from .experiments import CHAPTERS
+
+    if text is None:
+        return None
+    names = []
+    for part in filter(None, (t.strip() for t in text.split(","))):
+        hits = [c for c in CHAPTERS if c == part or c.split("-", 1)[0] == part]
+        if len(hits) != 1:
+            raise ValueError(f"chapter={part!r} is not allowed: one of {', '.join(CHAPTERS)} (or its number)")
+        names.append(hits[0])
+    return names
+
+
+def _prepare(args) -> int:
+    """The `prepare` subcommand: list or train the chapters' uncached runs; exit 1 when some run failed."""
+    import os
+
+    from . import prepare as PP
+    from .data import MNIST_DIR_ENV
+    from .modes import scale
+
+    try:
+        scale(args.mode)
+        names = _chapter_names(args.chapters)
+        for flag in ("workers", "threads"):
+            value = getattr(args, flag)
+            if value is not None and value < 1:
+                raise ValueError(f"--{flag}={value} is not allowed: an integer >= 1")
+        if isinstance(args.ray, str):
+            PP.check_address(args.ray)
+        if os.environ.get(MNIST_DIR_ENV):
+            raise ValueError(f"${MNIST_DIR_ENV} is set: runs on other data are never cached, so there is nothing "
+                             "to prepare (unset it)")
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.list:
+        for line in PP.listing(args.mode, names, args.threads):
+            print(line)
+        return 0
+    try:
+        failed = PP.prepare(args.mode, names, ray=args.ray, workers=args.workers, threads=args.threads)
+    except ConnectionError as err:
+        print(f"error: cannot reach the Ray cluster at {args.ray}: {' '.join(str(err).split())[:200]}",
+              file=sys.stderr)
+        return 2
+    return 1 if failed else 0

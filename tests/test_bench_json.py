@@ -30,6 +30,9 @@ CASES = {
                      {"mode", "targets", "chapters", "worst", "targets_met", "sweep_speedup", "sweep_speedup_note"}),
     "book.py": (["--mode", "quick"],
                 {"mode", "source", "chapters", "kernel_s", "train_s", "eval_s", "probe_s", "shares"}),
+    "prepare.py": (["--mode", "quick", "--chapter", "03-depth", "--measure-n", "200"],
+                   {"mode", "chapter", "local_s", "ray1_s", "ray2_s", "ray_overhead_per_run_s", "full_book_run_seconds",
+                    "full_book_note", "goals"} | DESCRIBE),
 }
 
 pytestmark = pytest.mark.slow  # about 25 s in all: two subprocesses that import torch and train small networks
@@ -103,3 +106,13 @@ def test_book_json_reads_a_build(tmp_path):
     bad = subprocess.run([sys.executable, str(BENCH / "book.py"), "--mode", "full", "--executed", str(exe)],
                          capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and bad.stderr.startswith("error: ")
+
+
+def test_prepare_json(fresh_cache):
+    args, keys = CASES["prepare.py"]
+    out = _bench_json("prepare.py", args, fresh_cache)
+    assert keys <= set(out), keys - set(out)
+    assert (out["mode"], out["chapter"], out["runs"]) == ("quick", "03-depth", 3)
+    assert set(out["goals"]) == {"ray2_over_ray1", "overhead_under_0_5_s_per_run"}
+    assert min(out["local_s"], out["ray1_s"], out["ray2_s"], out["full_book_run_seconds"]) > 0
+    assert not (fresh_cache / "runs").exists()  # it trains into caches of its own, then removes them

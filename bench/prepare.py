@@ -33,8 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-
 from environment import describe, goal, goal_state, load_average, warning_lines  # noqa: E402  (bench/ is the script folder)
+
 import memlib.data as D  # noqa: E402
 from memlib import experiments as E  # noqa: E402
 from memlib import prepare as PP  # noqa: E402
@@ -157,7 +157,8 @@ def table(r: dict) -> str:
              f"  Ray overhead per run  {r['ray_overhead_per_run_s']:8.3f} s  goal < {GOAL_OVERHEAD_S}: "
              f"{goal_state(g['overhead_under_0_5_s_per_run'])}", "",
              f"full-mode book: {r['full_book_runs']} runs, about {r['full_book_run_seconds'] / 3600:.1f} run-hours "
-             f"(longest run {r['longest_run_s'] / 3600:.1f} h); 32 cores: {r['extrapolated']['cores_32_s'] / 3600:.1f} h",
+             f"(longest run {r['longest_run_s'] / 3600:.1f} h); "
+             f"32 cores: {r['extrapolated']['cores_32_s'] / 3600:.1f} h",
              "  " + r["full_book_note"]]
     return "\n".join(lines + warning_lines(r))
 

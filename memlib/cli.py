@@ -1,4 +1,4 @@
-"""`python -m memlib run|masc key=value ... [--json]`: train (or load) one run; print its final metrics or its layer probes.
+"""`python -m memlib run|masc key=value ... [--json]`: train (or load) one run; print its final metrics or its probes.
 `python -m memlib prepare --mode MODE [--chapters ...] [--list] [--ray [ADDRESS]]`: train the chapters' runs ahead."""
 from __future__ import annotations
 
@@ -20,10 +20,13 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("pairs", nargs="*", metavar="key=value", help="RunConfig fields, e.g. noise=0.4 depth=8")
     r.add_argument("--json", action="store_true", help="print one JSON object")
     r.add_argument("--no-cache", action="store_true", help="train even when the run is cached, and do not store it")
-    m = sub.add_parser("masc", help="train one run (cache aware) and print MASC and baseline probe accuracies per layer",
-                       description="Probe test accuracies (true labels) of every layer, input first. keys: " + ", ".join(FIELD_TYPES))
+    m = sub.add_parser("masc",
+                       help="train one run (cache aware) and print MASC and baseline probe accuracies per layer",
+                       description="Probe test accuracies (true labels) of every layer, input first. keys: "
+                       + ", ".join(FIELD_TYPES))
     m.add_argument("pairs", nargs="*", metavar="key=value", help="RunConfig fields, e.g. noise=0.6 noise_kind=uniform")
-    m.add_argument("--variance", type=float, default=0.99, help="share of variance each MASC class subspace keeps, in (0, 1] (default 0.99)")
+    m.add_argument("--variance", type=float, default=0.99,
+                   help="share of variance each MASC class subspace keeps, in (0, 1] (default 0.99)")
     m.add_argument("--json", action="store_true", help="print one JSON object")
     m.add_argument("--no-cache", action="store_true", help="train even when the run is cached, and do not store it")
     q = sub.add_parser("prepare", help="train every uncached run the chosen chapters need (locally or on Ray)",

@@ -9,7 +9,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import re
-import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 
@@ -45,7 +44,7 @@ class Job:
 def parameters(cfg: RunConfig) -> int:
     """The network's parameter count (weights and biases)."""
     sizes = [N_INPUT, *cfg.hidden_widths, N_CLASSES]
-    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
 
 
 def cost_units(cfg: RunConfig) -> float:

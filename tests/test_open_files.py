@@ -97,7 +97,7 @@ def test_jupyterlab_myst_is_pinned_and_installed():
 # --------------------------------------------------------------------------- Binder
 
 BOOK_ONLY = {"jupyter-book", "sphinx", "myst-nb", "sphinx-book-theme", "sphinxcontrib-bibtex", "docutils",
-             "sphinx-external-toc", "pytest", "nbval", "playwright", "ruff"}
+             "sphinx-external-toc", "pytest", "nbval", "playwright", "ruff", "ray"}
 
 
 def test_binder_requirements():

@@ -16,8 +16,51 @@ RECORDED = json.loads((ROOT / "tests" / "fixtures" / "experiment-runs.json").rea
 CASES = [(m, c) for m in MODES for c in sorted(RECORDED.get(m, {}))]
 
 
+FIRST_EDITION = {f"{n:02d}-{s}" for n, s in enumerate(
+    ("gradient-statistics", "gradient-dynamics", "depth", "initialization", "optimizers", "memorization",
+     "representation-drift", "gradient-variance", "width", "dataset-shift", "masc"), start=1)}
+QUICK_LOGS = ROOT / "_build" / "executed" / "quick" / "logs"
+LOGGED_KEY = re.compile(r"^(?P<key>[0-9a-f]+)(?P<labels>-L[0-9a-f]{12})?-t\d+-[0-9a-f]{12}\.npz$")
+
+
 def test_every_chapter_and_mode_was_recorded():
-    assert all(set(RECORDED[m]) == set(E.CHAPTERS) for m in MODES)
+    """The recording covers every chapter that existed before the registry (a new chapter has nothing to record:
+    the run-log test below covers it)."""
+    assert all(set(RECORDED[m]) == FIRST_EDITION and FIRST_EDITION <= set(E.CHAPTERS) for m in MODES)
+
+
+def unlisted_runs(logs_dir: Path) -> list[str]:
+    """The runs the chapters' kernels trained ($MEMLIB_RUN_LOG, one file per chapter) that the chapter's registry
+    entry does not list: its configs (with its live explorer's first view), or a relabeled run's source."""
+    out = []
+    for log in sorted(logs_dir.glob("*.runs.jsonl")):
+        name = log.name.removesuffix(".runs.jsonl")
+        listed = {c.key() for c in E.configs(name, "quick")} | {r.source.key() for r in E.relabeled(name, "quick")}
+        for line in log.read_text().splitlines():
+            event = json.loads(line)
+            m = LOGGED_KEY.match(event["key"]) if event.get("kind") == "train" else None
+            if event.get("kind") == "train" and (m is None or m["key"] not in listed):
+                out.append(f"{name}: {event['key']}")
+    return out
+
+
+def test_executed_chapters_trained_nothing_the_registry_did_not_list():
+    """Every run the quick build's kernels trained is in its chapter's registry entry."""
+    if not list(QUICK_LOGS.glob("*.runs.jsonl")):
+        pytest.skip("no quick build's run logs (make test builds them first)")
+    assert unlisted_runs(QUICK_LOGS) == []
+
+
+def test_a_run_the_registry_does_not_list_is_caught(tmp_path):
+    """Planted: chapter 6's log names one listed run, one unlisted config and one relabeled run of a listed source."""
+    listed = E.configs("06-memorization", "quick")[0].key()
+    other = E.configs("06-memorization", "quick")[0].replace(noise=0.3).key()
+    source = E.relabeled("11-masc", "quick")[0].source.key()
+    line = lambda key: json.dumps({"kind": "train", "seconds": 1.0, "key": key})  # noqa: E731
+    (tmp_path / "06-memorization.runs.jsonl").write_text(
+        "\n".join([line(f"{listed}-t1-0123456789ab.npz"), line(f"{other}-t1-0123456789ab.npz")]) + "\n")
+    (tmp_path / "11-masc.runs.jsonl").write_text(line(f"{source}-Lfedcba987654-t1-0123456789ab.npz") + "\n")
+    assert unlisted_runs(tmp_path) == [f"06-memorization: {other}-t1-0123456789ab.npz"]
 
 
 @pytest.mark.parametrize("mode, name", CASES)

@@ -36,21 +36,6 @@ SWEEP_SPEEDUP_NOTE = ("null: lockstep sweep training (memlib.batched, measured b
                       "is no sweep speedup to measure")
 
 
-def chapter_base(slug: str, mode: str):
-    """The chapter's default config, read from its notebook's `base = ...` line (it cannot drift from the chapter)."""
-    from memlib.modes import base_config, masc_config
-
-    nb = json.loads((ROOT / "chapters" / f"{slug}.ipynb").read_text())
-    for cell in nb["cells"]:
-        if cell["cell_type"] != "code":
-            continue
-        for line in "".join(cell["source"]).splitlines():
-            if line.startswith("base = "):
-                return eval(line[len("base = "):],
-                            {"base_config": base_config, "masc_config": masc_config, "mode": mode})
-    raise ValueError(f"chapters/{slug}.ipynb has no `base = ...` line")
-
-
 def wait_done(ex, timeout: float = 300.0) -> None:
     """Wait for the explorer's background training and drawing to finish."""
     t0 = time.perf_counter()
@@ -74,10 +59,10 @@ def moves_for(spec, base, n: int) -> list[tuple[str, object]]:
 
 def bench_chapter(slug: str, mode: str, n_moves: int, tiny: bool = False) -> dict:
     """Timings of one chapter's explorer (tiny: its runs at the TINY size)."""
+    from memlib import experiments as E
     from memlib.explorers import SPECS, live_explorer
-    from memlib.modes import explorer_config, masc_explorer_config
 
-    base = masc_explorer_config(mode) if slug == "11-masc" else explorer_config(mode, chapter_base(slug, mode))
+    base = E.explorer(slug, mode)  # the chapter's live explorer's first view, from the registry
     if tiny:
         base = dataclasses.replace(base, **TINY)
     spec = SPECS[slug]

@@ -207,7 +207,8 @@ def test_pipeline_builds_the_fixture(fixture_book):
     assert len(injected) == 1 and 'mode = "quick"' in injected[0].source
     assert "application/vnd.jupyter.widget-state+json" in executed.metadata.get("widgets", {})
     meta = executed.metadata["papermill"]
-    assert meta["parameters"] == {"mode": "quick"} and meta["input_path"].endswith("demo-chapter.ipynb")
+    assert meta["parameters"]["mode"] == "quick" and meta["input_path"].endswith("demo-chapter.ipynb")
+    assert set(meta["parameters"]) == {"mode", "threads"} and meta["parameters"]["threads"] >= 1  # what it ran with
     timings = json.loads(paths["timings"].read_text())
     assert timings["chapters"] == {"demo-chapter": round(meta["duration"], 2)} and timings["total"] > 0
     html = paths["html"]

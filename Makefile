@@ -70,6 +70,9 @@ $(if $(filter $(MODE),quick standard full),,$(error MODE=$(MODE) is not a mode: 
 EXEC := $(abspath $(BUILD))/executed/$(MODE)
 NOTEBOOKS := $(filter-out $(CHAPTERS)/_%,$(wildcard $(CHAPTERS)/*.ipynb))
 EXECUTED := $(patsubst $(CHAPTERS)/%,$(EXEC)/chapters/%,$(NOTEBOOKS))
+# make -j starts prerequisites in the order listed: last chapter first, so that the heaviest (11, MASC: a third of
+# the standard book's kernel time) does not start last and leave one job idle (measured: 15 min -> about 12).
+EXECUTED_FIRST := $(shell printf '%s\n' $(EXECUTED) | sort -r)
 MEMLIB_SUM := $(abspath $(BUILD))/executed/memlib.sha256
 BBK := $(PY) scripts/build_book.py --mode $(MODE) --build-dir $(BUILD) --chapters $(CHAPTERS)
 THREAD_ENV := OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) OPENBLAS_NUM_THREADS=$(THREADS) \
@@ -79,12 +82,12 @@ PAPERMILL := $(PY) -m papermill --kernel python3 --cwd $(EXEC)/chapters --log-ou
 
 .DELETE_ON_ERROR:
 .PHONY: chapters html
-chapters: $(EXECUTED)
+chapters: $(EXECUTED_FIRST)
 
 html: $(EXEC)/environment.json
 	@$(BBK) html --toc $(TOC)
 
-$(EXEC)/environment.json: $(EXECUTED)
+$(EXEC)/environment.json: $(EXECUTED_FIRST)
 	@$(BBK) environment
 
 $(MEMLIB_SUM): $(MEMLIB) $(wildcard $(MEMLIB)/*.py)

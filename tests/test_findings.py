@@ -56,6 +56,13 @@ def _set(path, value):
     return edit
 
 
+def _claim_of(slug, chapters):
+    """Set the chapters of the day claim that names slug (wherever a later chapter's claim puts it)."""
+    def edit(data):
+        next(c for c in data["day_claims"] if slug in c["chapters"])["chapters"] = chapters
+    return edit
+
+
 @pytest.mark.parametrize("edit, message", [
     (_set(("day_claims", 3, "chapters"), ["4-init"]),
      "day_claims[3] ('Day 6') chapters: '4-init' is not a chapter slug (NN-name"),
@@ -66,7 +73,7 @@ def _set(path, value):
      "sessions[1] ('Session 2: keeping gradients alive, then breaking the labels') chapters: '03-depth' is already "
      "in sessions[0]"),
     (_set(("sessions", 3, "chapters"), ["10-dataset-shift"]), "chapter '11-masc' has no session"),
-    (_set(("day_claims", 10, "chapters"), ["10-dataset-shift"]), "chapter '11-masc' has no claim (name it"),
+    (_claim_of("11-masc", ["10-dataset-shift"]), "chapter '11-masc' has no claim (name it"),
     (_set(("first_edition", "03-depth", "outcome"), "proved"),
      "first_edition['03-depth'] outcome: 'proved' is not allowed; one of " + ", ".join(OUTCOMES)),
     (_set(("first_edition", "03-depth", "held"), "half"), "first_edition['03-depth'] held: 'half' is not allowed"),

@@ -8,6 +8,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 MODE ?= standard
+# SCOPE=cpu: the full mode's CPU build (chapter 11's sweep at p = 0.6 with one seed; memlib.experiments SCOPES)
+SCOPE ?=
 JOBS ?= 2
 STAMP := $(VENV)/.installed
 
@@ -35,7 +37,8 @@ vendor: $(STAMP)
 # executed; make -B book: execute every chapter and rebuild the HTML (and reinstall .venv).
 locked_html = mkdir -p $(abspath $(BUILD))/executed/$(1); lock=$(abspath $(BUILD))/executed/$(1)/.lock; \
 	flock -n $$lock true || echo "[book] another build of mode $(1) is running: waiting for it"; \
-	flock $$lock $(MAKE) --no-print-directory $(or $(filter -j%,$(MAKEFLAGS)),-j$(JOBS)) html MODE=$(1) THREADS=$(THREADS)
+	flock $$lock $(MAKE) --no-print-directory $(or $(filter -j%,$(MAKEFLAGS)),-j$(JOBS)) html MODE=$(1) THREADS=$(THREADS) \
+	  SCOPE=$(SCOPE)
 
 book: $(STAMP) vendor
 	+@$(call locked_html,$(MODE))
@@ -80,6 +83,7 @@ THREAD_ENV := OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) OPENBLAS_NUM
 PAPERMILL := $(PY) -m papermill --kernel python3 --cwd $(EXEC)/chapters --log-output --no-progress-bar \
 	--request-save-on-cell-execute $(if $(CELL_TIMEOUT),--execution-timeout $(CELL_TIMEOUT))
 
+comma := ,
 .DELETE_ON_ERROR:
 .PHONY: chapters html
 chapters: $(EXECUTED_FIRST)
@@ -97,10 +101,10 @@ $(MEMLIB_SUM): $(MEMLIB) $(wildcard $(MEMLIB)/*.py)
 $(EXEC)/chapters/%.ipynb: $(CHAPTERS)/%.ipynb $(MEMLIB_SUM)
 	@rm -f $@ $(@D)/.$*.ipynb $(EXEC)/logs/$*.runs.jsonl; mkdir -p $(@D) $(EXEC)/logs $(EXEC)/failed
 	@$(BBK) check $<
-	@echo "[book] >> $*: executing (mode=$(MODE), $(THREADS) thread$(if $(filter 1,$(THREADS)),,s))"
+	@echo "[book] >> $*: executing (mode=$(MODE)$(if $(SCOPE),$(comma) scope=$(SCOPE)), $(THREADS) thread$(if $(filter 1,$(THREADS)),,s))"
 	@t0=$$(date +%s%N); \
 	env -u MPLBACKEND $(THREAD_ENV) PYDEVD_DISABLE_FILE_VALIDATION=1 MEMLIB_RUN_LOG=$(EXEC)/logs/$*.runs.jsonl \
-	  $(PAPERMILL) $(abspath $<) $(@D)/.$*.ipynb -p mode $(MODE) -p threads $(THREADS) > $(EXEC)/logs/$*.log 2>&1 \
+	  $(PAPERMILL) $(abspath $<) $(@D)/.$*.ipynb -p mode $(MODE) -p threads $(THREADS) $(if $(SCOPE),-p scope $(SCOPE)) > $(EXEC)/logs/$*.log 2>&1 \
 	  || { $(BBK) failed $< $(@D)/.$*.ipynb; exit 1; }; \
 	mv $(@D)/.$*.ipynb $@; \
 	echo "[book] ok $*: done in $$(awk "BEGIN { printf \"%.1f\", ($$(date +%s%N) - $$t0) / 1e9 }") s"

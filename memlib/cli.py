@@ -35,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--mode", required=True, help="quick, standard or full")
     q.add_argument("--chapters", help="comma-separated chapters, by name or number (01,06,11-masc); default: all")
     q.add_argument("--list", action="store_true", help="print the runs with their estimated cost; train nothing")
+    q.add_argument("--scope", default="all",
+                   help="all (default) or cpu: the full mode's CPU build, which trains chapter 11's sweep at p = 0.6 "
+                        "with one seed only (make book MODE=full SCOPE=cpu)")
     q.add_argument("--ray", nargs="?", const=True, default=False, metavar="ADDRESS",
                    help="train on Ray: a cluster's ADDRESS (auto, HOST:PORT, ray://HOST:PORT) or, with no "
                         "address, a local cluster started here")
@@ -147,11 +150,13 @@ def _prepare(args) -> int:
 
     from . import prepare as PP
     from .data import MNIST_DIR_ENV
+    from .experiments import check_scope
     from .modes import scale
 
     try:
         scale(args.mode)
         names = _chapter_names(args.chapters)
+        check_scope(args.scope)
         for flag in ("workers", "threads"):
             value = getattr(args, flag)
             if value is not None and value < 1:
@@ -165,11 +170,12 @@ def _prepare(args) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.list:
-        for line in PP.listing(args.mode, names, args.threads):
+        for line in PP.listing(args.mode, names, args.threads, args.scope):
             print(line)
         return 0
     try:
-        failed = PP.prepare(args.mode, names, ray=args.ray, workers=args.workers, threads=args.threads)
+        failed = PP.prepare(args.mode, names, ray=args.ray, workers=args.workers, threads=args.threads,
+                            scope=args.scope)
     except ConnectionError as err:
         print(f"error: cannot reach the Ray cluster at {args.ray}: {' '.join(str(err).split())[:200]}",
               file=sys.stderr)

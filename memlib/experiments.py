@@ -25,6 +25,27 @@ class Sweep:
 
 
 @dataclass(frozen=True)
+class Variants:
+    """Named variants of a comparison's own base config (per mode), each at the first `n_seeds` seeds of the mode."""
+
+    base: Callable[[str], RunConfig]
+    named: Callable[[str], tuple[tuple[str, dict], ...]]  # mode -> ((variant name, fields set on the base), ...)
+    n_seeds: int = 3
+
+
+@dataclass(frozen=True)
+class Scope:
+    """A slice of a chapter's sweep on `field`: only these values, at these seeds (the full mode's CPU build)."""
+
+    field: str
+    values: tuple
+    seeds: tuple[int, ...]
+
+
+SCOPES = ("all", "cpu")  # all: every run the chapter declares; cpu: each chapter's Scope under "cpu", if it has one
+
+
+@dataclass(frozen=True)
 class Relabel:
     """Runs of the `field == value` configs trained again on MASC's predictions at their best layer (chapter 11)."""
 
@@ -42,6 +63,7 @@ class Chapter:
     experiments: dict
     relabel: Relabel | None = None
     explorer: Callable[[str, RunConfig], RunConfig] = explorer_config  # (mode, base) -> the explorer's first view
+    scopes: dict | None = None  # {scope name: Scope}: slices of the sweeps a smaller build trains
 
 
 @dataclass(frozen=True)
@@ -70,6 +92,27 @@ _DEEP = _net(depth=8, width=256, rep_epochs="none")
 _NOISY = _net(depth=8, width=256)  # records representations: chapters 6, 7, 8 and 10 share these runs
 NOISE_PAIR = Sweep("noise", (0.0, 0.4))
 
+def _factor_base(mode: str) -> RunConfig:
+    """Chapter 11's factor comparison starts from the chapter's standard run at p = 0.6 (quick: its quick run); the
+    full mode runs the comparison at standard scale too (the paper's protocol at 50,000 images is its sweep)."""
+    return masc_config("quick" if mode == "quick" else "standard", noise=0.6)
+
+
+PAPER_WIDTHS = (128, 512, 2048, 2048)
+
+
+def _factors(mode: str) -> tuple[tuple[str, dict], ...]:
+    """The first edition's network on the chapter's images, then on a quarter of them (half in quick mode: a batch
+    must fit), then one factor of the paper's protocol at a time on that smaller set: its widths, its optimizer."""
+    big = _factor_base(mode).n_train
+    small = big // (2 if mode == "quick" else 4)
+    light = dict(n_train=small, eval_size=500)  # the per-epoch test curve is not used here: 500 images suffice
+    return ((f"4 x 256, Adam, {big:,} images", {}),
+            (f"4 x 256, Adam, {small:,} images", light),
+            (f"paper's widths, Adam, {small:,} images", dict(light, widths=PAPER_WIDTHS, width=None)),
+            (f"4 x 256, SGD + momentum (lr 0.001), {small:,} images", dict(light, optimizer="momentum", lr=1e-3)))
+
+
 CHAPTERS = {
     "01-gradient-statistics": Chapter(_SHALLOW, {"seeds": Sweep(), "depth": Sweep("depth", (2, 4, 8))}),
     "02-gradient-dynamics": Chapter(_SHALLOW, {"seeds": Sweep(), "depth": Sweep("depth", (2, 4, 8))}),
@@ -82,8 +125,10 @@ CHAPTERS = {
     "09-width": Chapter(_net(depth=8, width=256, noise=0.4, rep_epochs="none"),
                         {"width": Sweep("width", (64, 128, 256, 512))}),
     "10-dataset-shift": Chapter(_NOISY, {"noise": NOISE_PAIR}),
-    "11-masc": Chapter(masc_config, {"noise": Sweep("noise", (0.0, 0.2, 0.4, 0.6, 0.8, 1.0))},
-                       relabel=Relabel("noise", 0.6), explorer=lambda mode, _: masc_explorer_config(mode)),
+    "11-masc": Chapter(masc_config, {"noise": Sweep("noise", (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)),
+                                      "factors": Variants(_factor_base, _factors)},
+                       relabel=Relabel("noise", 0.6), explorer=lambda mode, _: masc_explorer_config(mode),
+                       scopes={"cpu": Scope("noise", (0.6,), (0,))}),
 }
 
 
@@ -105,68 +150,105 @@ def explorer(name: str, mode: str) -> RunConfig:
     return ch.explorer(mode, ch.base(mode))
 
 
-def _experiment(name: str, experiment: str) -> Sweep:
+def _experiment(name: str, experiment: str) -> Sweep | Variants:
     exps = chapter(name).experiments
     if experiment not in exps:
         raise ValueError(f"experiment={experiment!r} is not allowed for {name}: one of {', '.join(exps)}")
     return exps[experiment]
 
 
-def values(name: str, experiment: str) -> list:
-    """The values an experiment sets its field to (the same in every mode)."""
-    return list(_experiment(name, experiment).values)
+def check_scope(scope: str) -> str:
+    """The scope name, if allowed (SCOPES); a ValueError names a bad one."""
+    if scope not in SCOPES:
+        raise ValueError(f"scope={scope!r} is not allowed: one of {', '.join(SCOPES)}")
+    return scope
 
 
-def grid(name: str, mode: str, experiment: str) -> dict:
-    """{value: [config for each seed of the mode]} of one experiment (value None for the base's seeds)."""
-    sw, b, seeds = _experiment(name, experiment), base(name, mode), scale(mode).seeds
-    fields = (lambda v: {}) if sw.field is None else (lambda v: {sw.field: v})
-    return {v: [dataclasses.replace(b, **fields(v), seed=s) for s in seeds] for v in sw.values}
+def _scope(name: str, scope: str) -> Scope | None:
+    """The chapter's slice for a scope (None: it trains everything in that scope)."""
+    return (chapter(name).scopes or {}).get(check_scope(scope))
 
 
-def sweep(name: str, mode: str, experiment: str, **kw) -> dict:
+def values(name: str, experiment: str, scope: str = "all", mode: str = "standard") -> list:
+    """The values an experiment sets its field to, or its variants' names (those of `mode`), within the scope."""
+    exp = _experiment(name, experiment)
+    if isinstance(exp, Variants):
+        return [v for v, _ in exp.named(mode)]
+    sc = _scope(name, scope)
+    return [v for v in exp.values if sc is None or sc.field != exp.field or v in sc.values]
+
+
+def scope_note(name: str, scope: str) -> str:
+    """What a scope keeps of the chapter's sweep, for its page and verdict box ('' when it keeps everything)."""
+    sc = _scope(name, scope)
+    if sc is None:
+        return ""
+    kept = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in sc.values)
+    return f"{scope} scope: {sc.field} = {kept} and seed {', '.join(map(str, sc.seeds))} only"
+
+
+def seeds(name: str, mode: str, scope: str = "all") -> tuple[int, ...]:
+    """The seeds the chapter's sweeps run at in this mode and scope."""
+    sc = _scope(name, scope)
+    return scale(mode).seeds if sc is None else tuple(s for s in scale(mode).seeds if s in sc.seeds)
+
+
+def grid(name: str, mode: str, experiment: str, scope: str = "all") -> dict:
+    """{value: [config for each seed of the mode]} of one experiment (value None for the base's seeds); a Variants
+    experiment gives {variant name: [config for each of its seeds]}. A scope slices the chapter's sweeps."""
+    exp = _experiment(name, experiment)
+    if isinstance(exp, Variants):
+        b, ss = exp.base(mode), scale(mode).seeds[:exp.n_seeds]
+        return {v: [dataclasses.replace(b, **f, seed=s) for s in ss] for v, f in exp.named(mode)}
+    b, ss = base(name, mode), seeds(name, mode, scope)
+    fields = (lambda v: {}) if exp.field is None else (lambda v: {exp.field: v})
+    return {v: [dataclasses.replace(b, **fields(v), seed=s) for s in ss] for v in values(name, experiment, scope)}
+
+
+def sweep(name: str, mode: str, experiment: str, scope: str = "all", **kw) -> dict:
     """{value: [run for each seed]} of one experiment, trained or loaded through memlib.cache (one run_many)."""
     from .cache import run_many
 
-    g = grid(name, mode, experiment)
+    g = grid(name, mode, experiment, scope)
     runs = iter(run_many([c for cfgs in g.values() for c in cfgs], **kw))
     return {v: [next(runs) for _ in cfgs] for v, cfgs in g.items()}
 
 
-def runs(name: str, mode: str, experiment: str, **kw) -> list:
+def runs(name: str, mode: str, experiment: str, scope: str = "all", **kw) -> list:
     """The runs of an experiment, flat (e.g. the base config's seeds)."""
-    return [r for rs in sweep(name, mode, experiment, **kw).values() for r in rs]
+    return [r for rs in sweep(name, mode, experiment, scope, **kw).values() for r in rs]
 
 
-def relabeled(name: str, mode: str) -> list[Relabeled]:
+def relabeled(name: str, mode: str, scope: str = "all") -> list[Relabeled]:
     """The chapter's runs on computed labels, one per source config (empty when it has none)."""
     rl = chapter(name).relabel
     if rl is None:
         return []
-    b, seeds = base(name, mode), scale(mode).seeds
-    return [Relabeled(dataclasses.replace(b, **{rl.field: rl.value}, seed=s), rl.variance) for s in seeds]
+    b = base(name, mode)
+    return [Relabeled(dataclasses.replace(b, **{rl.field: rl.value}, seed=s), rl.variance)
+            for s in seeds(name, mode, scope)]
 
 
-def configs(name: str, mode: str) -> list[RunConfig]:
+def configs(name: str, mode: str, scope: str = "all") -> list[RunConfig]:
     """Every config the chapter trains on its config's own labels (its explorer's first view last), each once."""
     seen: dict[str, RunConfig] = {}
     for experiment in chapter(name).experiments:
-        for cfgs in grid(name, mode, experiment).values():
+        for cfgs in grid(name, mode, experiment, scope).values():
             for c in cfgs:
                 seen.setdefault(c.key(), c)
     seen.setdefault(explorer(name, mode).key(), explorer(name, mode))
     return list(seen.values())
 
 
-def plan(mode: str, chapters=None) -> tuple[list[RunConfig], list[Relabeled]]:
-    """(configs, relabeled runs) the chosen chapters (default: all) need, each once across chapters."""
+def plan(mode: str, chapters=None, scope: str = "all") -> tuple[list[RunConfig], list[Relabeled]]:
+    """(configs, relabeled runs) the chosen chapters (default: all) need in a scope, each once across chapters."""
     names = list(CHAPTERS) if chapters is None else list(chapters)
     seen: dict[str, RunConfig] = {}
     again: dict[str, Relabeled] = {}
     for n in names:
-        for c in configs(n, mode):
+        for c in configs(n, mode, scope):
             seen.setdefault(c.key(), c)
-        for r in relabeled(n, mode):
+        for r in relabeled(n, mode, scope):
             again.setdefault(r.source.key(), r)
             seen.setdefault(r.source.key(), r.source)
     return list(seen.values()), list(again.values())

@@ -441,6 +441,28 @@ def masc_variance(per_seed: list[dict], ax, variances=None) -> Figure:
     return _finish(ax, "share of variance kept per class subspace", "MASC test accuracy on true labels")
 
 
+@styled
+def masc_factors(tables: dict, ax) -> Figure:
+    """One row per variant ({name: [probe table per seed]}): the network's test accuracy, MASC on the raw input and at
+    the best hidden layer (chosen on validation), each seed a small dot and the mean a large marker."""
+    from .probes import best_layer
+
+    names = list(tables)
+    y = np.arange(len(names))[::-1]  # the first variant on top
+    series = (("the network's own test accuracy", "#000000", "x", lambda t: t["model_test_acc"]),
+              ("MASC on the raw input", "#999999", "o", lambda t: t["layers"]["input"]["masc_corrupted"]),
+              ("MASC, best hidden layer", PROBE_COLORS["masc_corrupted"], "D", lambda t: best_layer(t)[1]))
+    for j, (lab, c, m, get) in enumerate(series):
+        off = (j - 1) * 0.22
+        vals = [[get(t) for t in tables[n]] for n in names]  # [variant][seed]
+        for yi, v in zip(y, vals, strict=True):
+            ax.plot(v, [yi + off] * len(v), ls="", marker=".", color=c, alpha=0.5, ms=4)
+        ax.plot([np.mean(v) for v in vals], y + off, ls="", marker=m, color=c, ms=7, label=lab)
+    ax.set_yticks(y, names)
+    ax.grid(axis="y", visible=False)
+    return _finish(ax, "test accuracy on true labels", "")
+
+
 # ---------------------------------------------------------------- Background diagrams (data from memlib.mechanics)
 
 

@@ -67,14 +67,14 @@ def check_chapters(names) -> list[str]:
     return list(names)
 
 
-def plan(mode: str, chapters=None) -> tuple[list[Job], list[E.Relabeled]]:
+def plan(mode: str, chapters=None, scope: str = "all") -> tuple[list[Job], list[E.Relabeled]]:
     """(jobs on the configs' own labels, relabeled runs whose labels need their trained source) for the chapters."""
     names = check_chapters(chapters)
     owners: dict[str, list[str]] = {}
     for n in names:
-        for c in E.configs(n, mode) + [r.source for r in E.relabeled(n, mode)]:
+        for c in E.configs(n, mode, scope) + [r.source for r in E.relabeled(n, mode, scope)]:
             owners.setdefault(c.key(), []).append(n)
-    cfgs, again = E.plan(mode, names)
+    cfgs, again = E.plan(mode, names, scope)
     return [Job(c, tuple(dict.fromkeys(owners[c.key()]))) for c in cfgs], again
 
 
@@ -92,9 +92,9 @@ def describe(cfg: RunConfig) -> str:
             f"n={cfg.n_train} epochs={cfg.epochs}{' (stop_at)' if cfg.stop_at else ''}")
 
 
-def listing(mode: str, chapters=None, threads: int = 1) -> list[str]:
+def listing(mode: str, chapters=None, threads: int = 1, scope: str = "all") -> list[str]:
     """The plan as text lines: each run, whether cached, its estimated cost; then the totals. Trains nothing."""
-    jobs, again = plan(mode, chapters)
+    jobs, again = plan(mode, chapters, scope)
     lines, total, todo = [], 0.0, 0.0
     for j in jobs:
         s = estimate_seconds(j.cfg)
@@ -246,13 +246,13 @@ def train_jobs(pool, jobs: list[Job], threads: int, bar) -> list[tuple[Job, str]
 
 
 def prepare(mode: str, chapters=None, *, ray: str | bool = False, workers: int | None = None, threads: int = 1,
-            progress: bool = True, say=print) -> int:
+            progress: bool = True, say=print, scope: str = "all") -> int:
     """Train every uncached run of the chapters' plan; returns the number of runs that failed (0: all cached)."""
     import torch
     from tqdm.auto import tqdm
 
     torch.set_num_threads(threads)  # the driver's own cache lookups (run_path, probes) key by this thread count
-    jobs, again = plan(mode, chapters)
+    jobs, again = plan(mode, chapters, scope)
     todo = [j for j in jobs if not is_cached(j, threads)]
     workers = workers or max(1, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                                  else os.cpu_count() or 1) // threads)

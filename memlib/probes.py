@@ -503,6 +503,12 @@ def best_layer(table: dict, probe: str = "masc_corrupted", hidden_only: bool = T
     return name, float(table["layers"][name][probe])
 
 
+def gain_over_input(table: dict) -> float:
+    """MASC (corrupted-label subspaces) at the best hidden layer, chosen on validation, minus MASC on the raw input:
+    above 0 when a hidden layer decodes the true test labels better than the pixels it started from."""
+    return best_layer(table)[1] - float(table["layers"]["input"]["masc_corrupted"])
+
+
 def masc_relabel(res: RunResult, layer: str, variance: float = 0.99) -> np.ndarray:
     """New training labels [n_train]: MASC's predictions at one layer, its subspaces fitted on the labels trained on."""
     name = check_layers(res, [layer])[0]

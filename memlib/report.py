@@ -6,7 +6,7 @@ import json
 
 from .config import RunConfig
 from .modes import scale
-from .verdicts import Verdict
+from .verdicts import Check, Verdict
 
 VERDICT_MIME = "application/vnd.memlib.verdict+json"  # read by the evidence map at build time
 _COLORS = {"supported": "#009E73", "partly supported": "#E69F00", "not supported at this scale": "#7f7f7f"}
@@ -15,12 +15,15 @@ _COLORS = {"supported": "#009E73", "partly supported": "#E69F00", "not supported
 class VerdictBox:
     """Displays a Verdict as a coloured box (HTML), plain text, and machine-readable JSON."""
 
-    def __init__(self, v: Verdict, chapter: str, mode: str):
-        self.v, self.chapter, self.mode = v, chapter, mode
+    def __init__(self, v: Verdict, chapter: str, mode: str, scope: str = ""):
+        self.v, self.chapter, self.mode, self.scope = v, chapter, mode, scope  # scope: what part of the mode ran
 
     def _repr_mimebundle_(self, include=None, exclude=None):
         v = self.v
         data = {**v.to_dict(), "chapter": self.chapter, "mode": self.mode}
+        if self.scope:
+            data["scope"] = self.scope
+        scope = f"; {self.scope}" if self.scope else ""
         rows = "".join(f"<tr><td>{html.escape(k)}</td><td><code>{html.escape(val)}</code></td></tr>"
                        for k, val in v.numbers)
         note = f"<p><em>Where the rule differs from the source.</em> {html.escape(v.note)}</p>" if v.note else ""
@@ -29,13 +32,13 @@ class VerdictBox:
         box = (
             f'<div class="memlib-verdict" style="border-left:6px solid {c};padding:0.6em 1em;'
             'margin:1em 0;background:#f7f7f7">'
-            f'<p style="margin:0 0 0.4em 0"><strong>Verdict ({html.escape(self.mode)} mode): '
+            f'<p style="margin:0 0 0.4em 0"><strong>Verdict ({html.escape(self.mode)} mode{html.escape(scope)}): '
             f'<span style="color:{c}">{v.outcome}</span></strong></p>'
             f"<p><strong>Claim.</strong> {html.escape(v.claim)}</p>"
             f"<p><strong>Rule.</strong> {html.escape(v.rule)} Held in {sum(v.holds)} of {len(v.holds)} checks.</p>"
             f'<table class="memlib-numbers">{rows}</table>{fail}{note}</div>'
         )
-        text = [f"Verdict ({self.mode}): {v.outcome}",
+        text = [f"Verdict ({self.mode}{scope}): {v.outcome}",
                 f"Rule: {v.rule} Held in {sum(v.holds)} of {len(v.holds)} checks."]
         text += [f"  {k}: {val}" for k, val in v.numbers]
         text += [f"What would have failed it: {v.could_fail}"] if v.could_fail else []
@@ -60,19 +63,26 @@ class Table:
                          for r in [self.head, *self.rows])
 
 
-def setup_table(cfg: RunConfig, mode: str, varied: str = "", **extra) -> Table:
-    """The chapter's setup: data size, architecture, optimizer, epochs, noise, seeds, mode."""
-    s = scale(mode)
+def architecture(cfg: RunConfig) -> str:
+    """'MLP, depth 4 (hidden layers) x width 256, ...' or, for per-layer widths, 'MLP 784-128-512-...-10, ...'."""
+    shape = (f"MLP 784-{'-'.join(map(str, cfg.hidden_widths))}-10" if cfg.widths else
+             f"MLP, depth {cfg.depth} (hidden layers) x width {cfg.width}")
+    return f"{shape}, ReLU, {cfg.init} init"
+
+
+def setup_table(cfg: RunConfig, mode: str, varied: str = "", seeds=None, **extra) -> Table:
+    """The chapter's setup: data size, architecture, optimizer, epochs, noise, seeds (default: the mode's), mode."""
+    seeds = scale(mode).seeds if seeds is None else seeds
     rows = [
         ("mode", f"{mode}"),
         ("training images", f"{cfg.n_train:,} of 50,000 (drawn with the seed)"),
-        ("architecture", f"MLP, depth {cfg.depth} (hidden layers) x width {cfg.width}, ReLU, {cfg.init} init"),
+        ("architecture", architecture(cfg)),
         ("optimizer", f"{cfg.optimizer}, learning rate {cfg.learning_rate:g}, batch {cfg.batch_size}"),
         ("epochs", f"{cfg.epochs}"),
         ("label noise", f"{cfg.noise:.0%} ({cfg.noise_kind})"),
         ("evaluation", f"{cfg.eval_size:,} validation and {cfg.eval_size:,} test images; "
                        f"rotation shift +/-{cfg.shift_degrees:g} deg"),
-        ("seeds", ", ".join(map(str, s.seeds))),
+        ("seeds", ", ".join(map(str, seeds))),
     ]
     if varied:
         rows.insert(2, ("varied", varied))
@@ -149,7 +159,7 @@ def masc_layer_table(tables: dict) -> Table:
     """Per corruption p: the network, MASC on the input and on each hidden layer, and the best hidden layer (chosen on
     validation) minus the input, each as mean [min, max] over seeds."""
     from .analysis import spread
-    from .probes import best_layer
+    from .probes import gain_over_input
 
     rows, layers = [], None
     for p in sorted(tables):
@@ -157,6 +167,62 @@ def masc_layer_table(tables: dict) -> Table:
         layers = [k for k in ts[0]["layers"]]
         cells = [spread([t["model_test_acc"] for t in ts]).fmt(3)]
         cells += [spread([t["layers"][k]["masc_corrupted"] for t in ts]).fmt(3) for k in layers]
-        cells.append(spread([best_layer(t)[1] - t["layers"]["input"]["masc_corrupted"] for t in ts]).fmt(3))
+        cells.append(spread([gain_over_input(t) for t in ts]).fmt(3))
         rows.append((f"{p:.1f}", *cells))
     return Table(rows, ("p", "network", *(f"MASC {k}" for k in layers or []), "best hidden minus input"))
+
+
+def factor_effects(tables: dict, reference: str) -> dict[str, Check]:
+    """{variant: Check of its gain over the input minus the reference variant's, paired by seed} (memlib.verdicts'
+    rule decides whether a difference exceeds the seed-to-seed spread); the reference itself is left out."""
+    from .probes import gain_over_input
+
+    ref = [gain_over_input(t) for t in tables[reference]]
+    return {v: Check(v, tuple(gain_over_input(t) - r for t, r in zip(ts, ref, strict=True)))
+            for v, ts in tables.items() if v != reference}
+
+
+def factor_table(tables: dict, runs: dict, reference: str) -> Table:
+    """Per variant: epochs, training accuracy on the corrupted labels, the network's and MASC's test accuracies (input,
+    best hidden layer), the gain over the input, and that gain minus the reference variant's (mean ± sd over seeds)."""
+    from .analysis import spread
+    from .probes import best_layer, gain_over_input
+
+    effects = factor_effects(tables, reference)
+    rows = []
+    for v, ts in tables.items():
+        rs = runs[v]
+        diff = "(reference)" if v == reference else effects[v].fmt(3).split(" [")[0]
+        rows.append((v, spread([r.epochs_run for r in rs]).fmt(0), spread([r.final("train_acc") for r in rs]).fmt(3),
+                     spread([t["model_test_acc"] for t in ts]).fmt(3),
+                     spread([t["layers"]["input"]["masc_corrupted"] for t in ts]).fmt(3),
+                     spread([best_layer(t)[1] for t in ts]).fmt(3), spread([gain_over_input(t) for t in ts]).fmt(3),
+                     diff))
+    return Table(rows, ("network, optimizer, images", "epochs", "train acc (corrupted)", "network test acc",
+                        "MASC input", "MASC best hidden", "best hidden minus input", "minus the reference's"))
+
+
+def factor_findings(tables: dict, reference: str, runs: dict | None = None) -> str:
+    """Sentences, from the numbers, on which change moves the gain over the input beyond the seed spread (and, given
+    the runs, which variants stopped at their epoch cap before fitting the corrupted labels)."""
+    from .analysis import spread
+    from .probes import gain_over_input
+
+    effects = factor_effects(tables, reference)
+    ref = spread([gain_over_input(t) for t in tables[reference]]).fmt(3)
+    out = [f"Against the reference ({reference}; best hidden layer minus input {ref}):"]
+    moved = []
+    for v, c in effects.items():
+        lower = Check(v, tuple(-e for e in c.effects))
+        word = "a larger gain" if c.holds else "a smaller gain" if lower.holds else "no change beyond the spread"
+        moved += [v] if c.holds or lower.holds else []
+        out.append(f"{v} gives {word}, {c.fmt(3)}.")
+    out.append(("Changes beyond the seed-to-seed spread: " + "; ".join(moved) + ".") if moved else
+               "No single change moves the gain over the input beyond the seed-to-seed spread.")
+    for v, rs in (runs or {}).items():
+        short = [r for r in rs if r.config.stop_at and r.final("train_acc") < r.config.stop_at]
+        if short:
+            acc = spread([r.final("train_acc") for r in rs]).fmt(3)
+            out.append(f"{v}: {len(short)} of {len(rs)} runs stopped at the {rs[0].config.epochs}-epoch cap before "
+                       f"fitting the corrupted labels (training accuracy {acc}).")
+    return " ".join(out)

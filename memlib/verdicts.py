@@ -509,7 +509,7 @@ def dataset_shift(groups: dict[float, list[RunResult]]) -> Verdict:
 
 def masc_decoding(tables: dict[float, list[dict]], high: tuple[float, ...] = (0.6, 0.8)) -> Verdict:
     """Chapter 11: at high corruption the best hidden layer's MASC beats the network and MASC on the raw input."""
-    from .probes import best_layer
+    from .probes import best_layer, gain_over_input
 
     ps = [p for p in high if p in tables]
     n = len(tables[ps[0]])
@@ -518,8 +518,7 @@ def masc_decoding(tables: dict[float, list[dict]], high: tuple[float, ...] = (0.
         return best_layer(t, select_on="val")
 
     gain = tuple(min(best(tables[p][s])[1] - tables[p][s]["model_test_acc"] for p in ps) for s in range(n))
-    over = tuple(min(best(tables[p][s])[1] - tables[p][s]["layers"]["input"]["masc_corrupted"] for p in ps)
-                 for s in range(n))
+    over = tuple(min(gain_over_input(tables[p][s]) for p in ps) for s in range(n))
     checks = [Check(f"smallest over p in {', '.join(map(str, ps))} of best hidden layer's MASC minus the network",
                     gain),
               Check(f"smallest over p in {', '.join(map(str, ps))} of best hidden layer's MASC "

@@ -33,6 +33,7 @@ def _runs(cache: Path) -> list[Path]:
     (["--mode", "quick", "--chapters", "06,12"], "chapter='12'"),
     (["--mode", "quick", "--ray", "no port"], "ray address='no port'"),
     (["--mode", "quick", "--workers", "0"], "--workers=0"),
+    (["--mode", "full", "--scope", "gpu"], "scope='gpu'"),
 ])
 def test_bad_input_is_one_line_and_status_2(argv, says, capsys, fresh_cache):
     assert main(["prepare", *argv]) == 2
@@ -129,3 +130,18 @@ def test_a_killed_worker_loses_only_its_runs_and_prepare_again_completes(fresh_c
     assert PP.prepare("quick", ["09-width"], workers=2, threads=1, progress=False) == 0  # local processes now
     assert len(_runs(fresh_cache)) == len(jobs)
     assert all(PP.is_cached(j, 1) for j in jobs)
+
+
+def test_cpu_scope_lists_chapter_11_at_p_06_with_one_seed(capsys, fresh_cache):
+    """--scope cpu: chapter 11's full sweep shrinks to p = 0.6, seed 0 (and its relabeled run); the factor comparison
+    and the explorer's first view stay; nothing is trained."""
+    assert main(["prepare", "--mode", "full", "--chapters", "11", "--scope", "cpu", "--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    paper = [ln for ln in lines if "n=50000" in ln and ln.startswith("to do")]
+    assert len(paper) == 1 and "noise=0.6 " in paper[0] and "seed=0 " in paper[0]
+    assert sum(ln.startswith("later") for ln in lines) == 1
+    jobs, again = PP.plan("full", ["11-masc"], scope="cpu")
+    assert len(lines) == len(jobs) + len(again) + 1
+    full_jobs, _ = PP.plan("full", ["11-masc"])
+    assert {j.cfg.key() for j in jobs} < {j.cfg.key() for j in full_jobs}
+    assert _runs(fresh_cache) == []

@@ -56,6 +56,12 @@ def run_path(cfg: RunConfig, labels: np.ndarray | None = None, threads: int | No
     return cache_dir() / "runs" / f"{cfg.key()}{tag}-t{threads}-{code_version()}.npz"
 
 
+def partial_path(cfg: RunConfig, labels: np.ndarray | None = None, threads: int | None = None) -> Path:
+    """Where a run being trained keeps its state between epochs (memlib.train's checkpoint), beside its cache file."""
+    path = run_path(cfg, labels, threads)
+    return path.with_name(path.stem + ".partial.pt")
+
+
 def save(res: RunResult, path: Path | None = None) -> Path:
     """Write a run atomically (.npz, uncompressed: loads fast for the explorers)."""
     path = path or run_path(res.config)
@@ -91,8 +97,10 @@ def run(cfg: RunConfig, *, cache: bool = True, source: str | None = None, labels
             got = _try_load(cfg, path)
             if got is not None:
                 return got
-        res = train(cfg, labels=labels, on_epoch=on_epoch)
+        partial = partial_path(cfg, labels)  # a killed run resumes from here (memlib.train)
+        res = train(cfg, labels=labels, on_epoch=on_epoch, checkpoint=partial)
         save(res, path)
+        partial.unlink(missing_ok=True)
         log_event("train", res.seconds, eval_seconds=res.meta.get("eval_seconds", 0.0), key=path.name)
     return res
 

@@ -122,11 +122,13 @@ def train_arrays(cfg: RunConfig, labels, threads: int) -> dict:
     """Worker side: train cfg with `threads` CPU threads; {'arrays', 'seconds', 'code'} for the driver to store."""
     import torch
 
-    from .cache import code_version, to_arrays
+    from .cache import code_version, partial_path, to_arrays
     from .train import train
 
     torch.set_num_threads(threads)
-    res = train(cfg, labels=labels)
+    partial = partial_path(cfg, labels, threads)  # on this node: a run killed here resumes when it lands here again
+    res = train(cfg, labels=labels, checkpoint=partial)
+    partial.unlink(missing_ok=True)
     return {"arrays": to_arrays(res), "seconds": res.seconds, "eval_seconds": res.meta.get("eval_seconds", 0.0),
             "epochs": int(res.epochs_run), "code": code_version(), "threads": torch.get_num_threads()}
 

@@ -5,6 +5,7 @@ import functools
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -12,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from . import data as D
+from . import files
 from .config import RunConfig
 from .data import draw
 from .evaluate import EVAL_CHUNK, EvalForward, evaluate_fit, fit_metrics
@@ -25,6 +27,11 @@ from .rng import torch_generator
 # NOISE: a layer's gradient noise in an epoch is the trace of the covariance of its mini-batch gradients g_b over the
 # epoch's S steps, mean_b ||g_b||^2 - ||mean_b g_b||^2, kept from running sums (no second backward pass). It measures
 # how much the gradient *vector* changes direction and size from batch to batch, unlike the variance of its norm.
+
+
+# A run given a checkpoint path (memlib.cache.run gives every cached run one) saves its state there after an epoch
+# once this many seconds have passed since the last save, so that a killed run resumes where it stopped.
+CHECKPOINT_SECONDS = 300.0
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -229,14 +236,57 @@ class Recorder:
         )
 
 
+def _state(cfg: RunConfig, p: Prepared, epoch: int, step: int, model: MLP, opt, gen, rec: Recorder,
+           gnorm: torch.Tensor, bloss: torch.Tensor, seconds: float) -> dict:
+    """Everything the loop needs to go on after `epoch` as if it had never stopped (tensors and numbers only)."""
+    return {"key": cfg.key(), "labels": torch.from_numpy(p.labels.astype(np.int64)), "epoch": epoch, "step": step,
+            "model": model.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
+            "hist": rec.hist[: epoch + 1], "noise": rec.noise[:epoch], "wnorm": rec.wnorm[: epoch + 1],
+            "gnorm": gnorm[:step], "bloss": bloss[:step], "reps": {k: torch.from_numpy(v) for k, v in rec.reps.items()},
+            "eval_seconds": rec.eval_seconds, "seconds": seconds}
+
+
+def _saved_state(path, cfg: RunConfig, p: Prepared) -> dict | None:
+    """The state saved at path for this config and these labels, or None (no file, another run's, or unreadable)."""
+    if path is None or not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state["key"] == cfg.key() and torch.equal(state["labels"], torch.from_numpy(p.labels.astype(np.int64))):
+            return state
+    except Exception:  # a damaged or foreign file: train from the start (it is replaced at the next save)
+        pass
+    return None
+
+
+def _restore(state: dict, model: MLP, opt, gen, rec: Recorder, gnorm: torch.Tensor, bloss: torch.Tensor) -> int:
+    """Put a saved state back into the loop's objects; the step count it reached."""
+    e, step = state["epoch"], state["step"]
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["opt"])
+    gen.set_state(state["gen"])
+    for mine, saved in ((rec.hist[: e + 1], "hist"), (rec.noise[:e], "noise"), (rec.wnorm[: e + 1], "wnorm"),
+                        (gnorm[:step], "gnorm"), (bloss[:step], "bloss")):
+        mine.copy_(state[saved])
+    for k, v in state["reps"].items():
+        rec.reps[k][...] = v.numpy()
+    rec.eval_seconds = state["eval_seconds"]
+    return step
+
+
 def train(cfg: RunConfig, source: str | None = None, labels: np.ndarray | None = None,
-          on_epoch: Callable[[RunResult], None] | None = None) -> RunResult:
+          on_epoch: Callable[[RunResult], None] | None = None, checkpoint=None,
+          checkpoint_seconds: float | None = None) -> RunResult:
     """Train one MLP as cfg says and record everything the chapters need.
 
     labels, when given, replace the (noisy) training labels the config would draw; the mask of
     corrupted examples is then labels != true labels. on_epoch, when given, receives the run so far
     (a RunResult of the epochs done) after initialization and after every epoch but the last; it may
     raise Cancelled to stop training. It only reads: the finished run is the same with or without it.
+    checkpoint, a path: resume from the state saved there for this run, if any, and save the state there
+    (atomically) after an epoch once checkpoint_seconds (None: CHECKPOINT_SECONDS) have passed since the
+    last save; the finished run is the same, bit for bit, however often it was stopped and resumed. The
+    caller removes the file.
     """
     t0 = time.perf_counter()
     device = pick_device(cfg.device)
@@ -255,7 +305,18 @@ def train(cfg: RunConfig, source: str | None = None, labels: np.ndarray | None =
     gen = torch_generator(cfg.seed, "batches")
     show = cfg.progress if cfg.progress is not None else (sys.stderr.isatty() and n * cfg.epochs >= 500_000)
     bar = _progress(cfg.epochs, show)
-    rec.checkpoint(0)
+    checkpoint = None if checkpoint is None else Path(checkpoint)
+    every = CHECKPOINT_SECONDS if checkpoint_seconds is None else checkpoint_seconds
+    state = _saved_state(checkpoint, cfg, p)
+    start, step = 1, 0
+    if state is None:
+        rec.checkpoint(0)
+    else:
+        step, start = _restore(state, model, opt, gen, rec, gnorm, bloss), state["epoch"] + 1
+        t0 -= state["seconds"]
+        bar.update(start - 1)
+    del state
+    saved_at = time.perf_counter()
 
     def report(epoch: int) -> None:
         if on_epoch is not None:
@@ -265,10 +326,9 @@ def train(cfg: RunConfig, source: str | None = None, labels: np.ndarray | None =
             finally:
                 rec.done = done
 
-    report(0)
-    step = 0
+    report(start - 1)
     pred_rows = rec.pass_pred.split(bs)  # views: where batch b's predictions go
-    for epoch in range(1, cfg.epochs + 1):
+    for epoch in range(start, cfg.epochs + 1):
         perm = torch.randperm(n, generator=gen).to(device)
         first, losses = step, []
         torch._foreach_zero_(gsum)
@@ -290,6 +350,10 @@ def train(cfg: RunConfig, source: str | None = None, labels: np.ndarray | None =
         bar.update(1)
         if rec.stops_early(epoch):
             break
+        if checkpoint is not None and epoch < cfg.epochs and time.perf_counter() - saved_at >= every:
+            now = _state(cfg, p, epoch, step, model, opt, gen, rec, gnorm, bloss, time.perf_counter() - t0)
+            files.atomic_write(checkpoint, lambda f, s=now: torch.save(s, f))
+            saved_at = time.perf_counter()
         if epoch < cfg.epochs:
             report(epoch)
     bar.close()

@@ -228,10 +228,10 @@ def test_concurrent_runs_train_once(fresh_cache, monkeypatch):
 
     real_train, calls = C.train, []
 
-    def slow_train(cfg, source=None, labels=None, on_epoch=None):
+    def slow_train(cfg, source=None, labels=None, on_epoch=None, **kw):
         calls.append(cfg)
         time.sleep(0.3)
-        return real_train(cfg, source, labels, on_epoch)
+        return real_train(cfg, source, labels, on_epoch, **kw)
 
     monkeypatch.setattr(C, "train", slow_train)
     cfg, out = tiny(), []

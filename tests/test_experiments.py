@@ -129,7 +129,8 @@ def test_quick_factor_runs_fit_a_batch():
 
 
 @pytest.mark.parametrize("call", [lambda: E.base("12-nope", "quick"), lambda: E.grid("03-depth", "quick", "width"),
-                                  lambda: E.base("03-depth", "huge"), lambda: E.grid("11-masc", "full", "noise", "gpu")])
+                                  lambda: E.base("03-depth", "huge"),
+                                  lambda: E.grid("11-masc", "full", "noise", "gpu")])
 def test_unknown_names_are_refused(call):
     with pytest.raises(ValueError, match="is not allowed"):
         call()

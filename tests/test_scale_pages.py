@@ -79,6 +79,8 @@ def test_the_map_sets_both_outcomes_side_by_side_whichever_mode_is_built(builds,
     assert "not built in standard mode" in rows["Day 3 / 1"] and "not built in full mode" in rows["Day 3 / 1"]
     assert "(1 of 2; p = 0.6, seed 0 only) | same |" in rows["MASC paper / 11"], "the verdict's scope, as it is"
     assert "(1 of 2) | {bdg-warning}" in rows["MASC paper / 11"], "no scope in the standard verdict: none shown"
+    if mode == "full":  # this build's own verdict box for chapter 11 says what ran
+        assert "(held in 1 of 2 checks, full mode; p = 0.6, seed 0 only)" in text
 
 
 def test_the_synthesis_names_exactly_the_claims_that_changed_with_the_checks_that_moved(builds):
@@ -157,6 +159,7 @@ def test_the_reproducibility_page_counts_each_modes_runs_by_how_they_were_traine
               {"kind": "probe", "seconds": 4.0, "key": "p"}]
     (logs / "06-memorization.runs.jsonl").write_text("\n".join(map(json.dumps, events)) + '\n{"kind": "lo')
     again = [{"kind": "load", "seconds": 0.01, "key": "a.npz", "trained": ray},  # a run two chapters use: counted once
+             {"kind": "load", "seconds": 0.01, "key": "b.npz", "trained": None},  # a record seen once is kept
              {"kind": "train", "seconds": 1.0, "key": "e.npz"}]  # a log line from before provenance was recorded
     (logs / "09-width.runs.jsonl").write_text("\n".join(map(json.dumps, again)) + "\n")
     training = bp.training_by_mode(builds)

@@ -6,12 +6,14 @@ import functools
 import hashlib
 import json
 import os
+import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from . import provenance
 from .config import RunConfig
 from .data import MNIST_DIR_ENV, cache_dir
 from .files import atomic_write, locked
@@ -33,7 +35,7 @@ def code_version() -> str:
     return h.hexdigest()[:12]
 
 
-RUN_LOG_ENV = "MEMLIB_RUN_LOG"  # when set: a file that gets one JSON line per run trained (and probe table computed)
+RUN_LOG_ENV = "MEMLIB_RUN_LOG"  # when set: one JSON line per run trained or loaded (and probe table computed)
 
 
 def log_event(kind: str, seconds: float, **fields) -> None:
@@ -84,24 +86,38 @@ def run(cfg: RunConfig, *, cache: bool = True, source: str | None = None, labels
 
     labels: train on these instead of the config's noisy labels (cached separately, keyed by their hash).
     on_epoch: passed to train() when the run is trained here (live frames, cancellation); unused for a cached run.
+    A run trained here gets a provenance record (memlib.provenance, how='kernel'); $MEMLIB_RUN_LOG gets a 'train'
+    event, or a 'load' event with the cached run's record ('trained': null when it has none).
     """
     if not cache or source is not None or os.environ.get(MNIST_DIR_ENV):  # runs on other data are never cached
         return train(cfg, source, labels, on_epoch)
     path = run_path(cfg, labels)
+    t0 = time.perf_counter()
     if path.exists():
         got = _try_load(cfg, path)
         if got is not None:
-            return got
+            return _loaded(got, path, t0)
     with locked(path):  # another process may be training the same config: wait for it
         if path.exists():
+            t0 = time.perf_counter()
             got = _try_load(cfg, path)
             if got is not None:
-                return got
+                return _loaded(got, path, t0)
         partial = partial_path(cfg, labels)  # a killed run resumes from here (memlib.train)
         res = train(cfg, labels=labels, on_epoch=on_epoch, checkpoint=partial)
         save(res, path)
         partial.unlink(missing_ok=True)
-        log_event("train", res.seconds, eval_seconds=res.meta.get("eval_seconds", 0.0), key=path.name)
+        rec = provenance.write(path, provenance.record(
+            "kernel", seconds=res.seconds, threads=res.meta.get("threads", torch.get_num_threads()),
+            device=provenance.device_name(res.meta.get("device", "cpu"))))
+        log_event("train", res.seconds, eval_seconds=res.meta.get("eval_seconds", 0.0), key=path.name, trained=rec)
+    return res
+
+
+def _loaded(res: RunResult, path: Path, t0: float) -> RunResult:
+    """A run served from the cache: a 'load' event with its provenance record in $MEMLIB_RUN_LOG (when set)."""
+    if os.environ.get(RUN_LOG_ENV):
+        log_event("load", time.perf_counter() - t0, key=path.name, trained=provenance.read(path))
     return res
 
 

@@ -2,13 +2,15 @@
 
 Workers train with memlib.train.train (the same call memlib.cache.run makes) and return the run's arrays
 (memlib.cache.to_arrays); the driver alone writes the cache (memlib.cache.save: atomic), so workers need no shared
-filesystem, a dead worker loses only the runs it held, and running prepare again trains what is missing.
+filesystem, a dead worker loses only the runs it held, and running prepare again trains what is missing. Beside each
+run the driver writes how it was trained (memlib.provenance: prepare-local or prepare-ray, workers, device, host).
 """
 from __future__ import annotations
 
 import multiprocessing
 import os
 import re
+import socket
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 
@@ -123,6 +125,7 @@ def train_arrays(cfg: RunConfig, labels, threads: int) -> dict:
     import torch
 
     from .cache import code_version, partial_path, to_arrays
+    from .provenance import device_name
     from .train import train
 
     torch.set_num_threads(threads)
@@ -130,11 +133,14 @@ def train_arrays(cfg: RunConfig, labels, threads: int) -> dict:
     res = train(cfg, labels=labels, checkpoint=partial)
     partial.unlink(missing_ok=True)
     return {"arrays": to_arrays(res), "seconds": res.seconds, "eval_seconds": res.meta.get("eval_seconds", 0.0),
-            "epochs": int(res.epochs_run), "code": code_version(), "threads": torch.get_num_threads()}
+            "epochs": int(res.epochs_run), "code": code_version(), "threads": torch.get_num_threads(),
+            "device": device_name(res.meta.get("device", "cpu")), "host": socket.gethostname()}
 
 
-def store(job: Job, out: dict, threads: int) -> None:
-    """Driver side: write a worker's run into the cache (atomic), as memlib.cache.run would have."""
+def store(job: Job, out: dict, threads: int, how: str = "prepare-local", workers: int | None = None) -> None:
+    """Driver side: write a worker's run into the cache (atomic), as memlib.cache.run would have, and beside it how
+    it was trained (memlib.provenance)."""
+    from . import provenance
     from .cache import code_version, from_arrays, log_event, run_path, save
 
     if out["code"] != code_version() or out["threads"] != threads:
@@ -142,14 +148,19 @@ def store(job: Job, out: dict, threads: int) -> None:
                            f"{code_version()} with {threads}: install the same memlib on every node")
     path = run_path(job.cfg, job.labels, threads)
     save(from_arrays(out["arrays"], job.cfg), path)
-    log_event("train", out["seconds"], eval_seconds=out["eval_seconds"], key=path.name)
+    rec = provenance.write(path, provenance.record(how, seconds=out["seconds"], threads=out["threads"],
+                                                   device=out.get("device", "unknown"), workers=workers,
+                                                   host=out.get("host")))
+    log_event("train", out["seconds"], eval_seconds=out["eval_seconds"], key=path.name, trained=rec)
 
 
 class LocalPool:
     """Processes on this machine, one run each at a time (workers=1: in this process)."""
 
+    how = "prepare-local"
+
     def __init__(self, workers: int, threads: int):
-        self.threads = threads
+        self.threads, self.workers = threads, workers
         self.pool = None if workers == 1 else ProcessPoolExecutor(
             workers, multiprocessing.get_context("spawn"), initializer=_worker_init, initargs=(threads,))
 
@@ -190,10 +201,12 @@ def _worker_init(threads: int) -> None:
 class RayPool:
     """Ray tasks (`threads` CPUs each) on an existing cluster, or on a local one started here for `workers` tasks."""
 
+    how = "prepare-ray"
+
     def __init__(self, address: str | None, workers: int, threads: int, tries: int = 3):
         import ray
 
-        self.ray, self.threads = ray, threads
+        self.ray, self.threads, self.workers = ray, threads, workers
         opts = dict(log_to_driver=False, configure_logging=False)
         if address is None:  # the embedded default; on a loaded machine Ray's agents may miss its fixed start-up
             opts.update(num_cpus=workers * threads, num_gpus=0, include_dashboard=False)  # timeout: try again
@@ -205,6 +218,8 @@ class RayPool:
                 ray.shutdown()
                 if address is not None or attempt == tries:
                     raise ConnectionError(" ".join(f"{type(err).__name__}: {err}".split())) from err
+        if address is not None:  # an existing cluster: as many tasks at once as its CPUs allow
+            self.workers = max(1, int(ray.cluster_resources().get("CPU", 0)) // threads)
         self.task = ray.remote(num_cpus=threads, max_retries=0)(train_arrays)
 
     def submit(self, job: Job):
@@ -239,7 +254,7 @@ def train_jobs(pool, jobs: list[Job], threads: int, bar) -> list[tuple[Job, str]
             job = futures[fut]
             try:
                 out = pool.result(fut)
-                store(job, out, threads)
+                store(job, out, threads, pool.how, pool.workers)
             except Exception as err:  # a dead worker, a bad node: this run only
                 failed.append((job, " ".join(f"{type(err).__name__}: {err}".split())[:300]))
                 continue

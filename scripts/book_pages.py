@@ -10,8 +10,10 @@ repository's book/ folder):
     book/_generated/evidence-map.md     each study finding -> chapter, figures, this build's verdict
     book/_generated/disagreements.md    every verdict that is not 'supported' (synthesis chapter)
     book/_generated/rule-changes.md     each chapter's first-edition outcome beside this build's (synthesis chapter)
+    book/_generated/scale-changes.md    claims whose outcome differs between the standard and full builds (synthesis)
     book/_generated/course-plan.md      the sessions and chapter execution times per built mode
-    book/_generated/reproducibility.md  packages, Python, hardware, seeds per mode, code version, timings
+    book/_generated/reproducibility.md  packages, Python, hardware, seeds per mode, code version, timings, and how
+                                        each mode's runs were trained (the chapters' run logs)
 
 The committed pages book/evidence-map.md, book/synthesis.md, book/instructors.md and
 book/reproducibility.md pull them in with MyST's {include}. Each fragment is rendered from a Jinja2
@@ -22,7 +24,9 @@ Verdicts come from the executed notebooks: every output whose data holds
 memlib.report.VERDICT_MIME ({claim, rule, holds, numbers, order, note, outcome, chapter, mode}); the
 'order' list puts the numbers back in the order the verdict box shows them.
 Chapters are linked only when they are part of this build, so the pages build (with -W) whatever
-subset of chapters is present.
+subset of chapters is present. When both a standard and a full build exist under the build folder, the
+evidence map and the synthesis compare their outcomes ("does the verdict survive scale?"), whichever
+mode is being built.
 """
 from __future__ import annotations
 
@@ -178,8 +182,13 @@ def badge(outcome: str, target: str = "") -> str:
 
 def held(v: dict) -> str:
     """How many of a verdict's checks held."""
+    return f"held in {held_count(v)} checks"
+
+
+def held_count(v: dict) -> str:
+    """'k of n': how many of a verdict's n checks held."""
     holds = v.get("holds") or []
-    return f"held in {sum(map(bool, holds))} of {len(holds)} checks"
+    return f"{sum(map(bool, holds))} of {len(holds)}"
 
 
 def figures_text(ch: Chapter) -> str:
@@ -213,8 +222,8 @@ def _templates() -> jinja2.Environment:
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
-    env.filters.update(esc=esc, code=code, badge=badge, held=held, figures=figures_text, anchor=anchor,
-                       seconds=fmt_seconds)
+    env.filters.update(esc=esc, code=code, badge=badge, held=held, held_count=held_count, figures=figures_text,
+                       anchor=anchor, seconds=fmt_seconds)
     return env
 
 
@@ -225,11 +234,13 @@ def render(template: str, **context) -> str:
 
 # --------------------------------------------------------------------------- the pages
 
-def evidence_map(chapters: dict[str, Chapter], mode: str) -> str:
-    """Each claim of the study beside the chapter that tests it and this build's outcome; then each verdict."""
+def evidence_map(chapters: dict[str, Chapter], mode: str, scale: Scale | None = None) -> str:
+    """Each claim of the study beside the chapter that tests it and this build's outcome; then, when both a standard
+    and a full build exist (scale), both outcomes side by side; then each verdict."""
     mapped = [chapters[s] for s in mapped_slugs()]
     counts = {o: sum(v.get("outcome") == o for ch in mapped for v in ch.verdicts) for o in lib().OUTCOMES}
-    return render("evidence-map", chapters=chapters, mode=mode, mapped=mapped, counts=counts)
+    return render("evidence-map", chapters=chapters, mode=mode, mapped=mapped, counts=counts,
+                  scale=scale or Scale({}))
 
 
 def disagreements(chapters: dict[str, Chapter], mode: str) -> str:
@@ -258,6 +269,129 @@ def rule_changes(chapters: dict[str, Chapter], mode: str) -> str:
             for slug, (old, held_old) in lib().findings.load().first_edition.items()
             if slug in chapters and chapters[slug].verdicts]
     return render("rule-changes", mode=mode, rows=rows, kind=rule_change_kind)
+
+
+# --------------------------------------------------------------------------- does the verdict survive scale?
+
+SCALE_MODES = ("standard", "full")  # the two builds compared: the book's default and the study's own scale
+
+
+@dataclass(frozen=True)
+class ScaleChange:
+    """One chapter's verdicts in the standard and the full build, and how its outcome moved between them."""
+
+    slug: str
+    sides: dict[str, Chapter]  # mode -> that build's reading of the chapter
+
+    def verdicts(self, mode: str) -> list[dict]:
+        return self.sides[mode].verdicts
+
+    def missing(self, mode: str) -> str:
+        """Why a mode has no verdict for this chapter ('' when it has one)."""
+        ch = self.sides[mode]
+        if ch.verdicts:
+            return ""
+        return f"not built in {mode} mode" if not ch.present else f"no verdict shown in {mode} mode"
+
+    @property
+    def kind(self) -> str:
+        """'same', 'changed', or 'not compared' (a mode has no verdict)."""
+        if any(self.missing(m) for m in SCALE_MODES):
+            return "not compared"
+        outcomes = [[v.get("outcome") for v in self.verdicts(m)] for m in SCALE_MODES]
+        return "same" if outcomes[0] == outcomes[1] else "changed"
+
+    def change(self) -> str:
+        """The change column: same, changed (from -> to, stronger or weaker), or why it is not compared."""
+        if self.kind == "not compared":
+            return "not compared: " + "; ".join(filter(None, (self.missing(m) for m in SCALE_MODES)))
+        if self.kind == "same":
+            return "same"
+        order = list(lib().OUTCOMES)
+        parts = []
+        for a, b in zip(self.verdicts("standard"), self.verdicts("full"), strict=False):
+            old, new = a.get("outcome", "?"), b.get("outcome", "?")
+            if old == new:
+                continue
+            ranks = (order.index(old), order.index(new)) if old in order and new in order else None
+            trend = "" if ranks is None else (", stronger at full scale" if ranks[1] < ranks[0]
+                                              else ", weaker at full scale")
+            parts.append(f"{old} → {new}{trend}")
+        if len(self.verdicts("standard")) != len(self.verdicts("full")):
+            parts.append(f"{len(self.verdicts('standard'))} verdicts → {len(self.verdicts('full'))}")
+        return "changed: " + "; ".join(parts)
+
+    def moved(self) -> list[tuple[str, dict | None, dict | None]]:
+        """(label, standard check, full check) for every check whose decision differs between the modes (paired by
+        label; a check made in one mode only has None on the other side), from the verdicts' 'checks' lists."""
+        out = []
+        for a, b in zip(self.verdicts("standard"), self.verdicts("full"), strict=False):
+            std = {c.get("label"): c for c in a.get("checks") or []}
+            full = {c.get("label"): c for c in b.get("checks") or []}
+            for label in list(std) + [k for k in full if k not in std]:
+                x, y = std.get(label), full.get(label)
+                if x is None or y is None or bool(x.get("holds")) != bool(y.get("holds")):
+                    out.append((label, x, y))
+        return out
+
+
+@dataclass(frozen=True)
+class Scale:
+    """The standard and full builds found (mode -> chapters) and each mapped chapter's comparison."""
+
+    builds: dict[str, dict[str, Chapter]]
+
+    @property
+    def both(self) -> bool:
+        return all(m in self.builds for m in SCALE_MODES)
+
+    @property
+    def missing_modes(self) -> list[str]:
+        return [m for m in SCALE_MODES if m not in self.builds]
+
+    def chapter(self, slug: str) -> ScaleChange:
+        return ScaleChange(slug, {m: self.builds[m].get(slug) or Chapter(slug, False, slug, (), [])
+                                  for m in SCALE_MODES})
+
+    def changes(self) -> list[ScaleChange]:
+        """Every mapped chapter's comparison, in chapter order (empty unless both builds exist)."""
+        return [self.chapter(s) for s in mapped_slugs()] if self.both else []
+
+
+def scale_builds(build_dir: Path, mode: str, found: dict[str, Chapter]) -> Scale:
+    """The standard and full builds under build_dir/executed/ that have executed chapters (this build's own as read:
+    found), whichever mode is being built."""
+    builds = {}
+    for m in SCALE_MODES:
+        chapters = found if m == mode else read_chapters(build_dir / "executed" / m / "chapters", None)
+        if any(ch.present for ch in chapters.values()):
+            builds[m] = chapters
+    return Scale(builds)
+
+
+def effect_text(c: dict | None, mode: str) -> str:
+    """One check's effect in a mode, as a sentence part: 'in full mode +0.300 ± 0.010 over 3 seeds, held'."""
+    if c is None:
+        return f"not checked in {mode} mode"
+    effects = c.get("effects") or []
+    mean, sd = c.get("mean"), c.get("sd")
+    if len(effects) == 1:
+        value = f"{effects[0]:+.3f} (1 seed)"
+    elif mean is not None:
+        value = f"{mean:+.3f} ± {sd or 0:.3f} over {len(effects)} seeds"
+    else:
+        value = "no effect recorded"
+    return f"in {mode} mode {value}, {'held' if c.get('holds') else 'did not hold'}"
+
+
+def scale_changes(chapters: dict[str, Chapter], scale: Scale) -> str:
+    """The synthesis fragment: the claims whose outcome differs between the standard and full builds, with the checks
+    that moved; then those that held their outcome."""
+    changes = scale.changes()
+    return render("scale-changes", chapters=chapters, scale=scale, effect=effect_text,
+                  changed=[c for c in changes if c.kind == "changed"],
+                  same=[c for c in changes if c.kind == "same"],
+                  uncompared=[c for c in changes if c.kind == "not compared"])
 
 
 # --------------------------------------------------------------------------- timings and course plan
@@ -430,8 +564,73 @@ def papermill_record(nb: Path) -> dict:
     return pm if isinstance(pm, dict) else {}
 
 
-def reproducibility(mode: str, exec_dir: Path, timings_path: Path, env: dict) -> str:
-    """The recorded environment, each mode's scale, the chapters' execution times and the packages."""
+NO_PROVENANCE = "trained before provenance was recorded"
+RUN_EVENTS = ("train", "load")  # the run-log events that name a run (memlib.cache.run, memlib.prepare.store)
+
+
+def read_run_logs(logs: Path) -> dict[str, dict | None] | None:
+    """{run file: its provenance record, None when it has none} over a build's run logs (logs/<chapter>.runs.jsonl),
+    each run once; None when the build has no run log."""
+    files = sorted(logs.glob("*.runs.jsonl")) if logs.is_dir() else []
+    if not files:
+        return None
+    runs: dict[str, dict | None] = {}
+    for f in files:
+        for line in f.read_text(errors="replace").splitlines():
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by a killed kernel
+            if isinstance(e, dict) and e.get("kind") in RUN_EVENTS and isinstance(e.get("key"), str):
+                rec = e.get("trained") if isinstance(e.get("trained"), dict) else None
+                if runs.get(e["key"]) is None:
+                    runs[e["key"]] = rec
+    return runs
+
+
+def how_trained(rec: dict | None) -> str:
+    """A run's provenance record (memlib.provenance) in words, Markdown-safe."""
+    if not rec:
+        return NO_PROVENANCE
+    device = str(rec.get("device") or "unknown")
+    on = "on the CPU" if device == "cpu" else (f"on the GPU {esc(device)}" if device.startswith("cuda")
+                                               else f"on {esc(device)}")
+    t = rec.get("threads")
+    threads = f"{t} CPU thread{'' if t == 1 else 's'}" if t else "threads not recorded"
+    w = rec.get("workers")
+    workers = f"{w} worker{'' if w == 1 else 's'}" if w else "workers not recorded"
+    how = rec.get("how")
+    if how == "kernel":
+        return f"in the chapter's kernel (or the process that asked for the run), {on}, {threads}"
+    if how == "prepare-local":
+        return f"by `python -m memlib prepare` in local processes ({workers}, {threads} each), {on}"
+    if how == "prepare-ray":
+        return f"by `python -m memlib prepare` through Ray ({workers}, {threads} each), {on}"
+    return f"{esc(how)}, {on}"
+
+
+def training_by_mode(build_dir: Path) -> dict[str, list[tuple[str, int, float | None]]]:
+    """{mode: [(how the runs were trained, runs, training seconds or None)]}, most runs first, for every mode built
+    under build_dir/executed/ that has run logs."""
+    out = {}
+    for m in lib().MODES:
+        runs = read_run_logs(build_dir / "executed" / m / "logs")
+        if runs is None:
+            continue
+        groups: dict[str, list] = {}
+        for rec in runs.values():
+            g = groups.setdefault(how_trained(rec), [0, None])
+            g[0] += 1
+            if rec and isinstance(rec.get("seconds"), (int, float)):
+                g[1] = (g[1] or 0.0) + rec["seconds"]
+        out[m] = sorted(((k, n, secs) for k, (n, secs) in groups.items()), key=lambda row: (-row[1], row[0]))
+    return out
+
+
+def reproducibility(mode: str, exec_dir: Path, timings_path: Path, env: dict,
+                    training: dict[str, list] | None = None, built: list[str] | None = None) -> str:
+    """The recorded environment, each mode's scale, the chapters' execution times, how each built mode's runs were
+    trained (training: training_by_mode; built: the modes with a build), and the packages."""
     packages = [tuple(p) for p in env.get("packages", [])]
     versions, pins = {n.lower().replace("_", "-"): v for n, v in packages}, pinned()
     try:
@@ -442,9 +641,11 @@ def reproducibility(mode: str, exec_dir: Path, timings_path: Path, env: dict) ->
     for slug, secs in (timings or {}).get("chapters", {}).items():
         pm = papermill_record(exec_dir / f"{slug}.ipynb")
         timed.append((slug, secs, str(pm.get("parameters", {}).get("threads", "–")), pm.get("end_time") or "–"))
+    training = training or {}
     return render("reproducibility", mode=mode, env=env, modes=lib().MODES, scales=env.get("scales") or {},
                   masc=env.get("masc_scales") or {}, memlib_version=memlib_version(), timings=timings, timed=timed,
-                  key_packages=[(n, versions.get(n), pins.get(n)) for n in HIGHLIGHT], packages=packages)
+                  key_packages=[(n, versions.get(n), pins.get(n)) for n in HIGHLIGHT], packages=packages,
+                  training=training, unlogged=[m for m in (built or []) if m not in training])
 
 
 # --------------------------------------------------------------------------- entry point
@@ -455,14 +656,17 @@ def generate(staging: Path, exec_dir: Path, build_dir: Path, mode: str, chapters
     found = read_chapters(exec_dir, chapters)
     exec_root = build_dir / "executed" / mode
     env = load_environment(exec_root) or collect_environment(gpu=gpu)  # no snapshot yet: as it is now
+    scale = scale_builds(build_dir, mode, found)
     folder = staging / GENERATED
     folder.mkdir(parents=True, exist_ok=True)
     pages = {
-        "evidence-map.md": evidence_map(found, mode),
+        "evidence-map.md": evidence_map(found, mode, scale),
         "disagreements.md": disagreements(found, mode),
         "rule-changes.md": rule_changes(found, mode),
+        "scale-changes.md": scale_changes(found, scale),
         "course-plan.md": course_plan(found, build_dir),
-        "reproducibility.md": reproducibility(mode, exec_dir, exec_root / "timings.json", env),
+        "reproducibility.md": reproducibility(mode, exec_dir, exec_root / "timings.json", env,
+                                              training_by_mode(build_dir), list(read_timings(build_dir))),
     }
     written = []
     for name, text in pages.items():

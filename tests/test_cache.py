@@ -280,14 +280,17 @@ def test_runs_on_another_mnist_copy_are_not_cached(fresh_cache, monkeypatch, tmp
 
 
 def test_trained_runs_are_logged_for_the_book_benchmark(fresh_cache, monkeypatch, tmp_path):
-    """With $MEMLIB_RUN_LOG set, run() appends one line per run it trains (none for a cached one)."""
+    """With $MEMLIB_RUN_LOG set, run() appends one line per run it trains, and one 'load' line per cached run served,
+    each with the run's provenance record (memlib.provenance)."""
     import json
 
     log = tmp_path / "runs.jsonl"
     monkeypatch.setenv(C.RUN_LOG_ENV, str(log))
     cfg = tiny(seed=77)
     res = C.run(cfg)
-    C.run(cfg)  # cached: nothing logged
+    C.run(cfg)  # cached: a 'load' line
     lines = [json.loads(x) for x in log.read_text().splitlines()]
-    assert len(lines) == 1 and lines[0]["kind"] == "train"
+    assert [x["kind"] for x in lines] == ["train", "load"]
     assert 0 < lines[0]["eval_seconds"] <= lines[0]["seconds"] and res.meta["eval_seconds"] > 0
+    assert lines[0]["key"] == lines[1]["key"] == C.run_path(cfg).name
+    assert lines[0]["trained"]["how"] == "kernel" and lines[1]["trained"] == lines[0]["trained"]

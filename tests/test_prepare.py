@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 import torch
 
 from memlib import prepare as PP
+from memlib import provenance as PV
 from memlib.cache import run_path, to_arrays
 from memlib.cli import main
 from memlib.train import train
@@ -73,6 +75,9 @@ def test_ray_two_workers_match_local_training_bit_for_bit(fresh_cache):
     assert PP.prepare("quick", TWO, ray=True, workers=2, threads=1, progress=False) == 0
     jobs, _ = PP.plan("quick", TWO)
     assert len(_runs(fresh_cache)) == len(jobs) == 7
+    for j in jobs:  # the driver recorded how each run was trained
+        rec = PV.read(run_path(j.cfg, threads=1))
+        assert (rec["how"], rec["workers"], rec["threads"], rec["device"]) == ("prepare-ray", 2, 1, "cpu"), rec
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
@@ -80,6 +85,43 @@ def test_ray_two_workers_match_local_training_bit_for_bit(fresh_cache):
             _same_run(run_path(j.cfg, threads=1), to_arrays(train(j.cfg)))
     finally:
         torch.set_num_threads(threads)
+
+
+def test_prepare_and_cache_run_record_how_each_run_was_trained_and_log_it_on_load(fresh_cache, monkeypatch, tmp_path):
+    """prepare's driver and cache.run write <run>.trained.json beside the run; a cached run served by cache.run logs
+    a 'load' event with that record ('trained': null for a run without one, cached before records were kept)."""
+    from helpers import tiny
+
+    from memlib import cache as C
+
+    log = tmp_path / "runs.jsonl"
+    monkeypatch.setenv(C.RUN_LOG_ENV, str(log))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        by_prepare, by_kernel = tiny(seed=5), tiny(seed=6)
+        assert PP.train_jobs(PP.LocalPool(1, 1), [PP.Job(by_prepare, ("test",))], 1, lambda job, epochs: None) == []
+        path = run_path(by_prepare, threads=1)
+        assert PV.path_for(path).name == path.name.removesuffix(".npz") + ".trained.json"
+        rec = PV.read(path)
+        assert (rec["how"], rec["workers"], rec["threads"], rec["device"]) == ("prepare-local", 1, 1, "cpu")
+        assert rec["seconds"] > 0 and rec["host"] and re.match(r"\d{4}-\d\d-\d\dT", rec["when"])
+        C.run(by_prepare)  # served from the cache
+        res = C.run(by_kernel)  # trained here
+        rec = PV.read(run_path(by_kernel, threads=1))
+        assert (rec["how"], rec["workers"], rec["threads"]) == ("kernel", None, 1)
+        assert rec["seconds"] == round(res.seconds, 3)
+        PV.path_for(run_path(by_kernel, threads=1)).unlink()  # as a run cached before provenance was recorded
+        C.run(by_kernel)
+    finally:
+        torch.set_num_threads(threads)
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(e["kind"], e["key"], (e["trained"] or {}).get("how")) for e in events] == [
+        ("train", path.name, "prepare-local"), ("load", path.name, "prepare-local"),
+        ("train", run_path(by_kernel, threads=1).name, "kernel"), ("load", run_path(by_kernel, threads=1).name, None)]
+    assert not [p for p in (fresh_cache / "runs").iterdir() if p.name.startswith(".")], "nothing half-written"
+    with pytest.raises(ValueError, match="how='gpu' is not allowed"):
+        PV.record("gpu", seconds=1, threads=1, device="cpu")
 
 
 def _descendants(pid: int) -> list[int]:
@@ -130,6 +172,8 @@ def test_a_killed_worker_loses_only_its_runs_and_prepare_again_completes(fresh_c
     assert PP.prepare("quick", ["09-width"], workers=2, threads=1, progress=False) == 0  # local processes now
     assert len(_runs(fresh_cache)) == len(jobs)
     assert all(PP.is_cached(j, 1) for j in jobs)
+    hows = sorted((PV.read(run_path(j.cfg, threads=1)) or {}).get("how") for j in jobs)
+    assert hows == ["prepare-local"] + ["prepare-ray"] * (len(jobs) - 1), "the second prepare trained the lost run"
 
 
 def test_cpu_scope_lists_chapter_11_at_p_06_with_one_seed(capsys, fresh_cache):

@@ -138,13 +138,16 @@ def day12_table(nums: dict, mode: str) -> Table:
                         f"this build ({mode}, epoch {nums['epoch']})", "this build minus the study's range"))
 
 
+_SETUP_NAMES = {"n_train": "training images", "shift_degrees": "rotation (degrees)"}
+
+
 def day12_scale(cfg: RunConfig, epoch: int) -> str:
     """Whether the chapter's runs, at the table's epoch, have the study's Day 12 setup, and what differs if not."""
     from .study import DAY12
 
     ours = {**{k: getattr(cfg, k) for k in DAY12.setup}, "epochs": epoch}
-    diffs = [f"{k.replace('_', ' ')} {ours[k]:,} (study: {v:,})" if isinstance(v, int) else
-             f"{k.replace('_', ' ')} {ours[k]} (study: {v})" for k, v in DAY12.setup.items() if ours[k] != v]
+    diffs = [f"{_SETUP_NAMES.get(k, k)} {ours[k]:,} (study: {v:,})" if isinstance(v, int) else
+             f"{_SETUP_NAMES.get(k, k)} {ours[k]} (study: {v})" for k, v in DAY12.setup.items() if ours[k] != v]
     at = f"epoch {epoch} of the runs' {cfg.epochs}" if epoch != cfg.epochs else f"epoch {epoch}, the runs' last"
     if not diffs:
         return f"Scale: the study's ({cfg.n_train:,} training images, {at}), so this is the study's comparison."
@@ -176,8 +179,8 @@ def _fit_notes(nums: dict, noise_kind: str) -> list[str]:
     out.append(f"At {_pc(hi, 0)} {noise_kind} noise {_pc(w)} of this build's training labels are wrong, so a "
                f"network that predicted every true label would score {_pc(1 - w)}. The noisy networks score "
                f"{_pct(b['train_acc'])}: they fit {_pct(b['train_acc_clean'])} of the unchanged labels and "
-               f"{_pct(b['train_acc_corrupted_noisy'])} of the changed ones (only memorizing gets those right), "
-               f"{'above' if t > 1 - w else 'below'} that mark by {abs(t - (1 - w)) * 100:.1f} points.")
+               f"{_pct(b['train_acc_corrupted_noisy'])} of the changed ones (only memorizing gets those right), so "
+               f"they are {abs(t - (1 - w)) * 100:.1f} points {'above' if t > 1 - w else 'below'} that mark.")
     marks = []
     for kind in ("symmetric", "uniform"):
         wrong = wrong_share(hi, kind)
@@ -185,8 +188,9 @@ def _fit_notes(nums: dict, noise_kind: str) -> list[str]:
         where = "at" if off == 0 else "below" if off > 0 else "above"
         marks.append(f"with {kind} noise ({_pc(wrong, 0)} of the labels wrong) a network that knew only the true "
                      f"labels scores {_pc(1 - wrong, 0)}, and the study's {train} is {where} that mark")
-    out.append(f"The study does not say how its noise was drawn: {'; '.join(marks)}. At the mark, a network has "
-               "memorized next to nothing; below it, it has not even fitted all the correctly labelled images.")
+    out.append(f"The study does not say how its noise was drawn: {'; '.join(marks)}. At the mark, the plain reading "
+               "is a network that learned the true labels and memorized next to none of the wrong ones; below it, a "
+               "network must have missed some of the correctly labelled images.")
     return out
 
 

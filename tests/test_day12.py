@@ -101,7 +101,7 @@ def test_notes_follow_the_numbers_both_ways():
     assert "1.0 ± 0.0 points (mean ± sd) below the clean ones" in less and "gap is smaller than the study's" in less
     assert "the larger penalty is the noisy networks', by 15.0 points" in more
     assert "the larger penalty is the clean networks', by 1.0 points" in less
-    assert "above that mark by 15.0 points" in more and "below that mark by 5.0 points" in less
+    assert "they are 15.0 points above that mark" in more and "they are 5.0 points below that mark" in less
     assert "they fit 90.0 ± 0.5 % of the unchanged labels and 30.0 ± 0.5 % of the changed ones" in more
     # the study's ~60-61 % against the two ways of drawing noise: at 60 % (symmetric), below 64 % (uniform)
     assert "scores 60 %, and the study's ~60-61 % is at that mark" in more
@@ -117,9 +117,9 @@ def test_notes_with_one_seed_give_no_spread():
 
 @pytest.mark.parametrize("mode, epoch, says", [
     ("full", 15, "Scale: the study's (50,000 training images, epoch 15, the runs' last)"),
-    ("standard", 15, "Scale differs from the study's: n train 5,000 (study: 50,000). The table is at epoch 15 of the "
-                     "runs' 20"),
-    ("quick", 4, "Scale differs from the study's: n train 1,000 (study: 50,000); epochs 4 (study: 15)."),
+    ("standard", 15, "Scale differs from the study's: training images 5,000 (study: 50,000). The table is at "
+                     "epoch 15 of the runs' 20"),
+    ("quick", 4, "Scale differs from the study's: training images 1,000 (study: 50,000); epochs 4 (study: 15)."),
 ])
 def test_scale_line(mode, epoch, says):
     line = R.day12_scale(base("10-dataset-shift", mode), epoch)

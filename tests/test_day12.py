@@ -125,3 +125,21 @@ def test_scale_line(mode, epoch, says):
     line = R.day12_scale(base("10-dataset-shift", mode), epoch)
     assert line.startswith(says)
     assert ("not expected to match" in line) == (mode != "full")
+
+
+def test_shift_numbers_on_trained_runs(make_cfg):
+    """Real tiny runs: before the last epoch the numbers are the history's, at it the finished network's; the training
+    accuracy is the clean and the memorized parts weighted by the measured share of wrong labels."""
+    from memlib.train import train
+
+    groups = {p: [train(make_cfg(epochs=3, noise=p, seed=s)) for s in (0, 1)] for p in (0.0, 0.4)}
+    early, last = A.shift_numbers(groups, 2), A.shift_numbers(groups, 15)
+    assert (early["epoch"], early["last"], last["epoch"], last["last"]) == (2, False, 3, True)
+    assert early["acc"][0.4]["shift_acc"] == [r.history["shift_acc"][2] for r in groups[0.4]]
+    assert last["acc"][0.4]["train_acc"] == [r.final_fit()["train_acc"] for r in groups[0.4]]
+    n = groups[0.4][0].config.n_train
+    w = round(0.4 * n) / n  # symmetric noise changes exactly round(p * n) labels
+    assert last["wrong"] == {0.0: 0.0, 0.4: w}
+    acc = last["acc"][0.4]
+    for t, c, m in zip(acc["train_acc"], acc["train_acc_clean"], acc["train_acc_corrupted_noisy"], strict=True):
+        assert t == pytest.approx((1 - w) * c + w * m, abs=1e-6)

@@ -134,8 +134,9 @@ def day12_table(nums: dict, mode: str) -> Table:
             diff = "not reported" if off is None else "within" if off == 0 else _points(off)
             rows.append((f"{_pc(p, 0)} noise", where, "not reported" if fig is None else fig.fmt(),
                          _pct(acc[metric]), diff))
+    seeds = f"{nums['seeds']} seed{'s' if nums['seeds'] > 1 else ''}"
     return Table(rows, ("training labels", "accuracy on", f"study ({DAY12.source})",
-                        f"this build ({mode}, epoch {nums['epoch']})", "this build minus the study's range"))
+                        f"this build ({mode}, epoch {nums['epoch']}, {seeds})", "this build minus the study's range"))
 
 
 _SETUP_NAMES = {"n_train": "training images", "shift_degrees": "rotation (degrees)"}

@@ -195,17 +195,27 @@ def wrong_share(p: float, kind: str, n_classes: int = 10) -> float:
     return p if kind == "symmetric" else p * (1 - 1 / n_classes)
 
 
+SWING_EPOCHS = 5  # shift_numbers' window for the epoch-to-epoch swing of rotated-test accuracy
 SHIFT_METRICS = ("train_acc", "test_acc", "shift_acc", "train_acc_clean", "train_acc_corrupted_noisy")
 
 
 def shift_numbers(groups: dict, epochs: int) -> dict:
-    """Chapter 10's numbers at epoch min(epochs, every run's last): per condition, each metric per seed (at_epoch)
-    and the measured share of wrong labels."""
+    """Chapter 10's numbers at epoch min(epochs, every run's last): per condition, each metric per seed (at_epoch),
+    the measured share of wrong labels, and each run's rotated-test swing over the last epochs."""
     last = min(r.epochs_run for rs in groups.values() for r in rs)
     e = min(epochs, last)
+    first = max(1, e - SWING_EPOCHS + 1)
     return {"epoch": e, "last": e == last, "seeds": min(len(rs) for rs in groups.values()),
             "acc": {p: {m: [at_epoch(r, m, e) for r in rs] for m in SHIFT_METRICS} for p, rs in groups.items()},
-            "wrong": {p: float(np.mean([np.mean(r.corrupted) for r in rs])) for p, rs in groups.items()}}
+            "wrong": {p: float(np.mean([np.mean(r.corrupted) for r in rs])) for p, rs in groups.items()},
+            "swing_from": first,
+            "swing": {p: [swing(r, "shift_acc", first, e) for r in rs] for p, rs in groups.items()}}
+
+
+def swing(res: RunResult, metric: str, first: int, last: int) -> float:
+    """Max minus min of a held-out metric over epochs first..last."""
+    h = np.asarray(res.history[metric], dtype=np.float64)[first: last + 1]
+    return float(h.max() - h.min())
 
 
 def mean_sd(values) -> tuple[float, float]:

@@ -213,7 +213,21 @@ def _shift_notes(nums: dict) -> list[str]:
             f"Rotation costs the clean networks {pen[lo] * 100:.1f} points of plain test accuracy and the noisy ones "
             f"{pen[hi] * 100:.1f}: the larger penalty is the {'noisy' if pen[hi] > pen[lo] else 'clean'} networks', "
             f"by {abs(pen[hi] - pen[lo]) * 100:.1f} points. The study gives no plain test accuracy, so its penalty "
-            "is unknown."]
+            "is unknown.",
+            _swing_note(nums)]
+
+
+def _swing_note(nums: dict) -> str:
+    """How much rotated-test accuracy moves from epoch to epoch here, against the study's "instability"."""
+    from .analysis import mean_sd
+
+    lo, hi = min(nums["swing"]), max(nums["swing"])
+    sw = {p: mean_sd(nums["swing"][p])[0] for p in (lo, hi)}
+    return (f"The study saw the noisy network's rotated-test accuracy unstable across epochs. Here, from epoch "
+            f"{nums['swing_from']} "
+            f"to {nums['epoch']}, it moves within {sw[hi] * 100:.1f} points for the noisy networks and "
+            f"{sw[lo] * 100:.1f} for the clean ones (max minus min, mean over seeds): the noisy networks' is the "
+            f"{'larger' if sw[hi] > sw[lo] else 'smaller'}.")
 
 
 def masc_table(tables: dict) -> Table:

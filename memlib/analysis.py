@@ -181,6 +181,59 @@ def peak(res: RunResult, metric: str = "val_acc") -> tuple[int, float]:
     return i + 1, float(h[i])
 
 
+def at_epoch(res: RunResult, metric: str, epoch: int) -> float:
+    """A metric of the network at an epoch: final() at the run's last epoch, else that checkpoint's history entry."""
+    if not 1 <= epoch <= res.epochs_run:
+        raise ValueError(f"epoch={epoch!r} is not allowed: 1 to {res.epochs_run}, the epochs this run trained")
+    return res.final(metric) if epoch == res.epochs_run else float(res.history[metric][epoch])
+
+
+def wrong_share(p: float, kind: str, n_classes: int = 10) -> float:
+    """Expected share of wrong labels at noise p: p ('symmetric'), or p * (1 - 1/n_classes) ('uniform' redraws)."""
+    if kind not in ("symmetric", "uniform"):
+        raise ValueError(f"kind={kind!r} is not allowed: 'symmetric' or 'uniform'")
+    return p if kind == "symmetric" else p * (1 - 1 / n_classes)
+
+
+SWING_EPOCHS = 5  # shift_numbers' window for the epoch-to-epoch swing of rotated-test accuracy
+SHIFT_METRICS = ("train_acc", "test_acc", "shift_acc", "train_acc_clean", "train_acc_corrupted_noisy")
+
+
+def shift_numbers(groups: dict, epochs: int) -> dict:
+    """Chapter 10's numbers at epoch min(epochs, every run's last): per condition, each metric per seed (at_epoch),
+    the measured share of wrong labels, and each run's rotated-test swing over the last epochs."""
+    last = min(r.epochs_run for rs in groups.values() for r in rs)
+    e = min(epochs, last)
+    first = max(1, e - SWING_EPOCHS + 1)
+    return {"epoch": e, "last": e == last, "seeds": min(len(rs) for rs in groups.values()),
+            "acc": {p: {m: [at_epoch(r, m, e) for r in rs] for m in SHIFT_METRICS} for p, rs in groups.items()},
+            "wrong": {p: float(np.mean([np.mean(r.corrupted) for r in rs])) for p, rs in groups.items()},
+            "swing_from": first,
+            "swing": {p: [swing(r, "shift_acc", first, e) for r in rs] for p, rs in groups.items()}}
+
+
+def swing(res: RunResult, metric: str, first: int, last: int) -> float:
+    """Max minus min of a held-out metric over epochs first..last."""
+    h = np.asarray(res.history[metric], dtype=np.float64)[first: last + 1]
+    return float(h.max() - h.min())
+
+
+def mean_sd(values) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value) of per-seed numbers."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 1 or len(v) == 0:
+        raise ValueError(f"shape {v.shape}: expected a non-empty 1-D sequence of per-seed numbers")
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+
+def paired_gap(a, b) -> tuple[float, float]:
+    """Mean and sample standard deviation over seeds of a - b, paired seed by seed."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"shapes {a.shape} and {b.shape}: expected one number per seed in each")
+    return mean_sd(a - b)
+
+
 # ---------------------------------------------------------------- statistics over seeds
 
 

@@ -97,24 +97,137 @@ def agreement_table(rows: list[dict], lo: str = "0 %", hi: str = "40 %") -> Tabl
                    "yes" if r["agree"] else "no") for r in rows], head)
 
 
-# The study's Day 12 figures (depth 8, width 256, Adam, 15 epochs, full MNIST):
-# (training accuracy, rotated-test accuracy).
-STUDY_DAY12 = {0.0: ("~99 %", "~90-91 %"), 0.4: ("~60-61 %", "~84-87 %")}
+# Chapter 10's rows: (metric, what the accuracy is measured on).
+DAY12_ROWS = (("train_acc", "training images, labels as given"), ("test_acc", "test images"),
+              ("shift_acc", "rotated test images"))
 
 
-def shift_comparison(groups: dict, mode: str) -> Table:
-    """This build's final training and rotated-test accuracy beside the study's Day 12 figures."""
-    from .analysis import by_seed
+def _pct(values) -> str:
+    """'99.1 ± 0.2 %' (mean and sd over seeds) or '99.1 %' for one seed."""
+    from .analysis import mean_sd
+
+    m, sd = mean_sd(values)
+    return _pc(m) if len(values) == 1 else f"{m * 100:.1f} ± {sd * 100:.1f} %"
+
+
+def _pc(x: float, digits: int = 1) -> str:
+    """A fraction as a percentage with the book's space: '40 %'."""
+    return f"{x * 100:.{digits}f} %"
+
+
+def _points(x: float) -> str:
+    """A signed difference of accuracies in percentage points."""
+    return f"{x * 100:+.1f} points"
+
+
+def day12_table(nums: dict, mode: str) -> Table:
+    """analysis.shift_numbers beside the study's Day 12 figures: mean ± sd over seeds, and the build minus the
+    study's range (0 inside it)."""
+    from .analysis import mean_sd
+    from .study import DAY12
 
     rows = []
-    for p, (train_s, shift_s) in STUDY_DAY12.items():
-        if p not in groups:
-            continue
-        rs = groups[p]
-        rows.append((f"{p:.0%} noise", train_s, by_seed(rs, lambda r: r.final("train_acc")).fmt(3),
-                     shift_s, by_seed(rs, lambda r: r.final("shift_acc")).fmt(3)))
-    return Table(rows, ("training labels", "study: train acc", f"this build ({mode}): train acc",
-                        "study: rotated-test acc", f"this build ({mode}): rotated-test acc"))
+    for p, acc in nums["acc"].items():
+        for metric, where in DAY12_ROWS:
+            fig = DAY12.figures.get(p, {}).get(metric)
+            off = None if fig is None else round(fig.offset(mean_sd(acc[metric])[0]), 3)  # as the table shows it
+            diff = "not reported" if off is None else "within" if off == 0 else _points(off)
+            rows.append((f"{_pc(p, 0)} noise", where, "not reported" if fig is None else fig.fmt(),
+                         _pct(acc[metric]), diff))
+    seeds = f"{nums['seeds']} seed{'s' if nums['seeds'] > 1 else ''}"
+    return Table(rows, ("training labels", "accuracy on", f"study ({DAY12.source})",
+                        f"this build ({mode}, epoch {nums['epoch']}, {seeds})", "this build minus the study's range"))
+
+
+_SETUP_NAMES = {"n_train": "training images", "shift_degrees": "rotation (degrees)"}
+
+
+def day12_scale(cfg: RunConfig, epoch: int) -> str:
+    """Whether the chapter's runs, at the table's epoch, have the study's Day 12 setup, and what differs if not."""
+    from .study import DAY12
+
+    ours = {**{k: getattr(cfg, k) for k in DAY12.setup}, "epochs": epoch}
+    diffs = [f"{_SETUP_NAMES.get(k, k)} {ours[k]:,} (study: {v:,})" if isinstance(v, int) else
+             f"{_SETUP_NAMES.get(k, k)} {ours[k]} (study: {v})" for k, v in DAY12.setup.items() if ours[k] != v]
+    at = f"epoch {epoch} of the runs' {cfg.epochs}" if epoch != cfg.epochs else f"epoch {epoch}, the runs' last"
+    if not diffs:
+        return f"Scale: the study's ({cfg.n_train:,} training images, {at}), so this is the study's comparison."
+    return (f"Scale differs from the study's: {'; '.join(diffs)}. The table is at {at}; its numbers are not "
+            "expected to match the study's.")
+
+
+def day12_notes(nums: dict, noise_kind: str) -> list[str]:
+    """The differences between this build and the study's Day 12, as sentences computed from the numbers."""
+    return _fit_notes(nums, noise_kind) + _shift_notes(nums)
+
+
+def _fit_notes(nums: dict, noise_kind: str) -> list[str]:
+    """What training accuracy measures, here and in the study, and what the noisy networks' figure means."""
+    from .analysis import mean_sd, wrong_share
+    from .study import DAY12
+
+    hi = max(nums["acc"])
+    b, fig = nums["acc"][hi], DAY12.figures[hi]
+    how = ("the finished network's, scored on all its training images" if nums["last"] else
+           f"epoch {nums['epoch']}'s own pass (each image scored when its mini-batch came), since a run keeps only "
+           "the finished network's weights")
+    out = [f"Training accuracy counts agreement with the labels as given, wrong ones included; here it is {how}."]
+    train, shift = fig["train_acc"].fmt(), fig["shift_acc"].fmt()
+    if fig["train_acc"].hi < fig["shift_acc"].lo:
+        out.append(f"The study's must be measured the same way: a network scoring {shift} on rotated test images "
+                   f"would agree with the true labels of far more than {train} of its training images.")
+    w, t = nums["wrong"][hi], mean_sd(b["train_acc"])[0]
+    out.append(f"At {_pc(hi, 0)} {noise_kind} noise {_pc(w)} of this build's training labels are wrong, so a "
+               f"network that predicted every true label would score {_pc(1 - w)}. The noisy networks score "
+               f"{_pct(b['train_acc'])}: they fit {_pct(b['train_acc_clean'])} of the unchanged labels and "
+               f"{_pct(b['train_acc_corrupted_noisy'])} of the changed ones (only memorizing gets those right), so "
+               f"they are {abs(t - (1 - w)) * 100:.1f} points {'above' if t > 1 - w else 'below'} that mark.")
+    marks = []
+    for kind in ("symmetric", "uniform"):
+        wrong = wrong_share(hi, kind)
+        off = fig["train_acc"].offset(1 - wrong)
+        where = "at" if off == 0 else "below" if off > 0 else "above"
+        marks.append(f"with {kind} noise ({_pc(wrong, 0)} of the labels wrong) a network that knew only the true "
+                     f"labels scores {_pc(1 - wrong, 0)}, and the study's {train} is {where} that mark")
+    out.append(f"The study does not say how its noise was drawn: {'; '.join(marks)}. At the mark, the plain reading "
+               "is a network that learned the true labels and memorized next to none of the wrong ones; below it, a "
+               "network must have missed some of the correctly labelled images.")
+    return out
+
+
+def _shift_notes(nums: dict) -> list[str]:
+    """The clean-minus-noisy gap on rotated images against the study's, and each condition's rotation penalty."""
+    from .analysis import paired_gap
+    from .study import DAY12
+
+    lo, hi = min(nums["acc"]), max(nums["acc"])
+    a, b = nums["acc"][lo], nums["acc"][hi]
+    clean, noisy = DAY12.figures[lo]["shift_acc"], DAY12.figures[hi]["shift_acc"]
+    g, gsd = paired_gap(a["shift_acc"], b["shift_acc"])
+    s_lo, s_hi = clean.lo - noisy.hi, clean.hi - noisy.lo
+    rel = "within" if s_lo <= g <= s_hi else "larger than" if g > s_hi else "smaller than"
+    gs = f"{g * 100:.1f} points" if nums["seeds"] == 1 else f"{g * 100:.1f} ± {gsd * 100:.1f} points (mean ± sd)"
+    pen = {p: paired_gap(nums["acc"][p]["test_acc"], nums["acc"][p]["shift_acc"])[0] for p in (lo, hi)}
+    return [f"On rotated test images the noisy networks score {gs} below the clean ones; the study's figures put that "
+            f"gap at {s_lo * 100:.0f} to {s_hi * 100:.0f} points, so this build's gap is {rel} the study's.",
+            f"Rotation costs the clean networks {pen[lo] * 100:.1f} points of plain test accuracy and the noisy ones "
+            f"{pen[hi] * 100:.1f}: the larger penalty is the {'noisy' if pen[hi] > pen[lo] else 'clean'} networks', "
+            f"by {abs(pen[hi] - pen[lo]) * 100:.1f} points. The study gives no plain test accuracy, so its penalty "
+            "is unknown.",
+            _swing_note(nums)]
+
+
+def _swing_note(nums: dict) -> str:
+    """How much rotated-test accuracy moves from epoch to epoch here, against the study's "instability"."""
+    from .analysis import mean_sd
+
+    lo, hi = min(nums["swing"]), max(nums["swing"])
+    sw = {p: mean_sd(nums["swing"][p])[0] for p in (lo, hi)}
+    return (f"The study saw the noisy network's rotated-test accuracy unstable across epochs. Here, from epoch "
+            f"{nums['swing_from']} "
+            f"to {nums['epoch']}, it moves within {sw[hi] * 100:.1f} points for the noisy networks and "
+            f"{sw[lo] * 100:.1f} for the clean ones (max minus min, mean over seeds): the noisy networks' is the "
+            f"{'larger' if sw[hi] > sw[lo] else 'smaller'}.")
 
 
 def masc_table(tables: dict) -> Table:

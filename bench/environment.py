@@ -39,6 +39,12 @@ def goal(measured: float, target: float) -> dict:
             "short_by": None if measured >= target else round(target - measured, 3)}
 
 
+def goal_at_most(measured: float, limit: float) -> dict:
+    """A goal met when the measured figure is at most the limit (e.g. an overhead); over_by when it is missed."""
+    return {"limit": limit, "measured": round(measured, 3), "met": measured <= limit,
+            "short_by": None if measured <= limit else round(measured - limit, 3)}
+
+
 def goal_state(g: dict) -> str:
     """'PASS', or 'short by x' for a goal that was missed."""
     return "PASS" if g["met"] else f"short by {g['short_by']:.3f}"

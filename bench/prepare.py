@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from environment import describe, goal, goal_state, load_average, warning_lines  # noqa: E402  (bench/ is the script folder)
+from environment import describe, goal, goal_at_most, goal_state, load_average, warning_lines  # noqa: E402  (bench/ is the script folder)
 
 import memlib.data as D  # noqa: E402
 from memlib import experiments as E  # noqa: E402
@@ -139,9 +139,10 @@ def bench(mode: str, chapter: str, measure_n: int) -> dict:
         },
         "goals": {
             "ray2_over_ray1": goal(ray1_s / ray2_s, GOAL_RAY2_OVER_RAY1),
-            "overhead_under_0_5_s_per_run": goal(GOAL_OVERHEAD_S / max(overhead, 1e-9), 1.0),
+            "overhead_under_0_5_s_per_run": goal_at_most(overhead, GOAL_OVERHEAD_S),
         },
-        "goals_note": "overhead_under_0_5_s_per_run measures 0.5 s / the overhead per run (met when >= 1)",
+        "goals_note": ("overhead_under_0_5_s_per_run: the measured overhead per run in seconds, met when at most "
+                       "0.5 (a negative figure means Ray's runs took less time than the local ones: noise)"),
         **describe(torch.device("cpu"), load0, load_average(), "compare ray2_over_ray1 between runs"),
     }
 

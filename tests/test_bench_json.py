@@ -114,5 +114,7 @@ def test_prepare_json(fresh_cache):
     assert keys <= set(out), keys - set(out)
     assert (out["mode"], out["chapter"], out["runs"]) == ("quick", "03-depth", 3)
     assert set(out["goals"]) == {"ray2_over_ray1", "overhead_under_0_5_s_per_run"}
+    over = out["goals"]["overhead_under_0_5_s_per_run"]  # the overhead itself, met when at most 0.5 s
+    assert over["measured"] == out["ray_overhead_per_run_s"] and over["met"] == (over["measured"] <= 0.5)
     assert min(out["local_s"], out["ray1_s"], out["ray2_s"], out["full_book_run_seconds"]) > 0
     assert not (fresh_cache / "runs").exists()  # it trains into caches of its own, then removes them

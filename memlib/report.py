@@ -295,24 +295,28 @@ def factor_effects(tables: dict, reference: str) -> dict[str, Check]:
             for v, ts in tables.items() if v != reference}
 
 
+def _msd(values, digits: int = 3) -> str:
+    """'mean ± sd' over seeds ('mean' alone for one seed)."""
+    import numpy as np
+
+    v = np.asarray(values, dtype=np.float64)
+    return f"{v.mean():.{digits}f}" + (f" ± {v.std(ddof=1):.{digits}f}" if len(v) > 1 else "")
+
+
 def factor_table(tables: dict, runs: dict, reference: str) -> Table:
-    """Per variant: epochs, training accuracy on the corrupted labels, the network's and MASC's test accuracies (input,
-    best hidden layer), the gain over the input, and that gain minus the reference variant's (mean ± sd over seeds)."""
-    from .analysis import spread
+    """Per variant (mean ± sd over seeds): epochs trained, the network's test accuracy, MASC on the input and at the
+    best hidden layer, the gain over the input, and that gain minus the reference variant's (paired by seed)."""
     from .probes import best_layer, gain_over_input
 
     effects = factor_effects(tables, reference)
     rows = []
     for v, ts in tables.items():
-        rs = runs[v]
-        diff = "(reference)" if v == reference else effects[v].fmt(3).split(" [")[0]
-        rows.append((v, spread([r.epochs_run for r in rs]).fmt(0), spread([r.final("train_acc") for r in rs]).fmt(3),
-                     spread([t["model_test_acc"] for t in ts]).fmt(3),
-                     spread([t["layers"]["input"]["masc_corrupted"] for t in ts]).fmt(3),
-                     spread([best_layer(t)[1] for t in ts]).fmt(3), spread([gain_over_input(t) for t in ts]).fmt(3),
-                     diff))
-    return Table(rows, ("network, optimizer, images", "epochs", "train acc (corrupted)", "network test acc",
-                        "MASC input", "MASC best hidden", "best hidden minus input", "minus the reference's"))
+        diff = "(reference)" if v == reference else _msd(effects[v].effects)
+        rows.append((v, _msd([r.epochs_run for r in runs[v]], 0), _msd([t["model_test_acc"] for t in ts]),
+                     _msd([t["layers"]["input"]["masc_corrupted"] for t in ts]), _msd([best_layer(t)[1] for t in ts]),
+                     _msd([gain_over_input(t) for t in ts]), diff))
+    return Table(rows, ("variant (p = 0.6)", "epochs", "network", "MASC input", "MASC best hidden", "gain over input",
+                        "gain minus reference"))
 
 
 def factor_findings(tables: dict, reference: str, runs: dict | None = None) -> str:
@@ -329,7 +333,7 @@ def factor_findings(tables: dict, reference: str, runs: dict | None = None) -> s
         lower = Check(v, tuple(-e for e in c.effects))
         word = "a larger gain" if c.holds else "a smaller gain" if lower.holds else "no change beyond the spread"
         moved += [v] if c.holds or lower.holds else []
-        out.append(f"{v} gives {word}, {c.fmt(3)}.")
+        out.append(f"- {v} gives {word}, {c.fmt(3)}.")
     out.append(("Changes beyond the seed-to-seed spread: " + "; ".join(moved) + ".") if moved else
                "No single change moves the gain over the input beyond the seed-to-seed spread.")
     for v, rs in (runs or {}).items():
@@ -338,4 +342,4 @@ def factor_findings(tables: dict, reference: str, runs: dict | None = None) -> s
             acc = spread([r.final("train_acc") for r in rs]).fmt(3)
             out.append(f"{v}: {len(short)} of {len(rs)} runs stopped at the {rs[0].config.epochs}-epoch cap before "
                        f"fitting the corrupted labels (training accuracy {acc}).")
-    return " ".join(out)
+    return "\n".join(out)

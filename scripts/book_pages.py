@@ -321,6 +321,19 @@ class ScaleChange:
             parts.append(f"{len(self.verdicts('standard'))} verdicts → {len(self.verdicts('full'))}")
         return "changed: " + "; ".join(parts)
 
+    def trend(self) -> str:
+        """The map's short change column: same, 'stronger: a → b' or 'weaker: a → b', or why it is not compared."""
+        text = self.change()
+        if not text.startswith("changed: "):
+            return text
+        parts = []
+        for part in text.removeprefix("changed: ").split("; "):
+            for word in ("stronger", "weaker"):
+                if part.endswith(f", {word} at full scale"):
+                    part = f"{word}: " + part.removesuffix(f", {word} at full scale")
+            parts.append(part)
+        return "; ".join(parts)
+
     def moved(self) -> list[tuple[str, dict | None, dict | None]]:
         """(label, standard check, full check) for every check whose decision differs between the modes (paired by
         label; a check made in one mode only has None on the other side), from the verdicts' 'checks' lists."""

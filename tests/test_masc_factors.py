@@ -76,8 +76,8 @@ def test_the_table_and_the_runs_that_stopped_at_their_cap():
     runs["sgd"] = [_run(0.995), _run(0.6), _run(0.7)]
     t = R.factor_table(tables, runs, "small")
     rows = {r[0]: r for r in t.rows}
-    assert rows["small"][-1] == "(reference)" and rows["wide"][-1].startswith("+0.050 ± ")
-    assert rows["wide"][6].startswith("0.050")  # the gain itself
+    assert rows["small"][-1] == "(reference)" and rows["wide"][-1].startswith("0.050 ± ")
+    assert rows["wide"][5].startswith("0.050 ± ") and rows["wide"][1] == "40 ± 0"  # the gain; epochs
     text = R.factor_findings(tables, "small", runs)
     assert "sgd: 2 of 3 runs stopped at the 150-epoch cap" in text and "wide: " not in text.split("spread: ")[-1]
 

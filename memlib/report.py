@@ -135,7 +135,7 @@ def day12_table(nums: dict, mode: str) -> Table:
             rows.append((f"{_pc(p, 0)} noise", where, "not reported" if fig is None else fig.fmt(),
                          _pct(acc[metric]), diff))
     seeds = f"{nums['seeds']} seed{'s' if nums['seeds'] > 1 else ''}"
-    return Table(rows, ("training labels", "accuracy on", f"study ({DAY12.source})",
+    return Table(rows, ("training labels", "accuracy on", f"study ({DAY12.source.split(', ')[-1]})",
                         f"this build ({mode}, epoch {nums['epoch']}, {seeds})", "this build minus the study's range"))
 
 

@@ -125,7 +125,9 @@ def test_a_killed_training_process_resumes_through_the_cache(tmp_path):
     proc.wait()
     assert partial.exists(), (f"the run finished or never saved before it was killed (status {proc.returncode}, "
                               f"files {sorted(p.name for p in partial.parent.iterdir())}): {log.read_text()[-2000:]}")
-    assert not list(partial.parent.glob("*.npz")) and not list(partial.parent.glob(".*.tmp"))
+    stem = partial.name.removesuffix(".partial.pt")
+    assert not (partial.parent / f"{stem}.npz").exists(), "the killed run left no run in the cache"
+    assert not list(partial.parent.glob(f".{stem}*.tmp")), "and no half-written file"
     cfg = KILLED_CFG
     saved_epoch = torch.load(partial, weights_only=True)["epoch"]
     assert 0 < saved_epoch < cfg.epochs

@@ -297,10 +297,10 @@ def factor_effects(tables: dict, reference: str) -> dict[str, Check]:
 
 def _msd(values, digits: int = 3) -> str:
     """'mean ± sd' over seeds ('mean' alone for one seed)."""
-    import numpy as np
+    from .analysis import mean_sd
 
-    v = np.asarray(values, dtype=np.float64)
-    return f"{v.mean():.{digits}f}" + (f" ± {v.std(ddof=1):.{digits}f}" if len(v) > 1 else "")
+    m, sd = mean_sd(values)
+    return f"{m:.{digits}f}" + (f" ± {sd:.{digits}f}" if len(values) > 1 else "")
 
 
 def factor_table(tables: dict, runs: dict, reference: str) -> Table:
@@ -330,9 +330,8 @@ def factor_findings(tables: dict, reference: str, runs: dict | None = None) -> s
     out = [f"Against the reference ({reference}; best hidden layer minus input {ref}):"]
     moved = []
     for v, c in effects.items():
-        lower = Check(v, tuple(-e for e in c.effects))
-        word = "a larger gain" if c.holds else "a smaller gain" if lower.holds else "no change beyond the spread"
-        moved += [v] if c.holds or lower.holds else []
+        word = "a larger gain" if c.holds else "a smaller gain" if c.below else "no change beyond the spread"
+        moved += [v] if c.holds or c.below else []
         out.append(f"- {v} gives {word}, {c.fmt(3)}.")
     out.append(("Changes beyond the seed-to-seed spread: " + "; ".join(moved) + ".") if moved else
                "No single change moves the gain over the input beyond the seed-to-seed spread.")

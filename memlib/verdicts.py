@@ -31,23 +31,32 @@ class Check:
 
     @property
     def mean(self) -> float:
-        return float(np.mean(self.effects))
+        return A.mean_sd(self.effects)[0] if self.effects else float("nan")
 
     @property
     def sd(self) -> float:
         """Seed-to-seed standard deviation (0 with one seed)."""
-        return float(np.std(self.effects, ddof=1)) if len(self.effects) > 1 else 0.0
+        return A.mean_sd(self.effects)[1] if self.effects else float("nan")
+
+    def _decided(self, sign: int) -> bool:
+        """The effect has this sign in every seed and its mean exceeds the seed-to-seed spread (the rule's core)."""
+        e = sign * np.asarray(self.effects, dtype=np.float64)
+        if len(e) == 0 or not np.isfinite(e).all():
+            return False
+        return bool((e > 0).all() and (len(e) == 1 or sign * self.mean > self.sd))
+
+    @property
+    def below(self) -> bool:
+        """The effect is decidedly negative by the same rule (the opposite of what a 'greater' check claims)."""
+        return self._decided(-1)
 
     @property
     def holds(self) -> bool:
         """The decision rule (module docstring)."""
-        e = np.asarray(self.effects, dtype=np.float64)
-        if len(e) == 0 or not np.isfinite(e).all():
-            return False
         if self.kind == "greater":
-            return bool((e > 0).all() and (len(e) == 1 or self.mean > self.sd))
-        decidedly_below = (e < 0).all() and (len(e) == 1 or -self.mean > self.sd)
-        return not bool(decidedly_below)
+            return self._decided(1)
+        e = np.asarray(self.effects, dtype=np.float64)
+        return len(e) > 0 and bool(np.isfinite(e).all()) and not self.below
 
     def fmt(self, digits: int = 3) -> str:
         """'mean ± sd [min, max], k/n seeds > 0' for the box."""

@@ -106,3 +106,16 @@ def test_setup_table_names_per_layer_widths_and_the_scopes_seeds():
     rows = dict(R.setup_table(cfg, "full", seeds=(0,)).rows)
     assert rows["architecture"].startswith("MLP 784-128-512-2048-2048-10") and rows["seeds"] == "0"
     assert "depth 4 (hidden layers) x width 256" in dict(R.setup_table(RunConfig(), "quick").rows)["architecture"]
+
+
+@pytest.mark.parametrize("effects, holds, below", [
+    ((0.05, 0.06, 0.04), True, False),
+    ((-0.05, -0.06, -0.04), False, True),
+    ((0.03, -0.02, 0.002), False, False),  # mixed signs: neither way
+    ((-0.01, -0.5, -0.02), False, False),  # all negative, but the mean is within the spread
+    ((-0.01,), False, True),  # one seed: the sign alone decides
+])
+def test_a_check_is_decided_up_down_or_not_at_all(effects, holds, below):
+    c = Check("effect", effects)
+    assert (c.holds, c.below) == (holds, below)
+    assert Check("effect", effects, kind="not_less").holds == (not below)

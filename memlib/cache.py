@@ -16,7 +16,7 @@ import torch
 from . import provenance
 from .config import RunConfig
 from .data import MNIST_DIR_ENV, cache_dir
-from .files import atomic_write, locked
+from .files import atomic_write, discard, locked
 from .results import RunResult, from_arrays, to_arrays
 from .train import train
 
@@ -106,7 +106,7 @@ def run(cfg: RunConfig, *, cache: bool = True, source: str | None = None, labels
         partial = partial_path(cfg, labels)  # a killed run resumes from here (memlib.train)
         res = train(cfg, labels=labels, on_epoch=on_epoch, checkpoint=partial)
         save(res, path)
-        partial.unlink(missing_ok=True)
+        discard(partial)
         rec = provenance.write(path, provenance.record(
             "kernel", seconds=res.seconds, threads=res.meta.get("threads", torch.get_num_threads()),
             device=provenance.device_name(res.meta.get("device", "cpu"))))

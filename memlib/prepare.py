@@ -125,13 +125,14 @@ def train_arrays(cfg: RunConfig, labels, threads: int) -> dict:
     import torch
 
     from .cache import code_version, partial_path, to_arrays
+    from .files import discard
     from .provenance import device_name
     from .train import train
 
     torch.set_num_threads(threads)
     partial = partial_path(cfg, labels, threads)  # on this node: a run killed here resumes when it lands here again
     res = train(cfg, labels=labels, checkpoint=partial)
-    partial.unlink(missing_ok=True)
+    discard(partial)
     return {"arrays": to_arrays(res), "seconds": res.seconds, "eval_seconds": res.meta.get("eval_seconds", 0.0),
             "epochs": int(res.epochs_run), "code": code_version(), "threads": torch.get_num_threads(),
             "device": device_name(res.meta.get("device", "cpu")), "host": socket.gethostname()}

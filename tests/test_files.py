@@ -50,3 +50,38 @@ def test_atomic_path_leaves_nothing_when_the_writer_fails(tmp_path):
     with atomic_path(target) as tmp:
         tmp.write_bytes(b"new")
     assert target.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["book.pdf"]
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.mark.parametrize("name", ["run.partial.pt", "odd [1]*?.npz"])
+def test_the_next_writer_sweeps_what_a_killed_writer_left(name, tmp_path):
+    """A writer killed mid-write (SIGKILL) leaves its temporary file: the next write of the same path removes it,
+    and leaves alone the temporaries of live writers, of other hosts, and of other paths."""
+    import os
+
+    from memlib.files import _writer, atomic_path, discard, sweep
+
+    host = _writer().rsplit("-", 1)[0]
+    target = tmp_path / name
+    dead = tmp_path / f".{name}.{host}-{_dead_pid()}.abc123.tmp"
+    alive = tmp_path / f".{name}.{host}-{os.getpid()}.def456.tmp"
+    elsewhere = tmp_path / f".{name}.other-host-1.ghi789.tmp"
+    other_path = tmp_path / f".x{name}.{host}-{_dead_pid()}.jkl012.tmp"
+    for p in (dead, alive, elsewhere, other_path):
+        p.write_bytes(b"half")
+    with atomic_path(target) as tmp:
+        assert not dead.exists() and tmp.name.startswith(f".{name}.{_writer()}.")
+        tmp.write_bytes(b"whole")
+    assert target.read_bytes() == b"whole"
+    assert {p.name for p in tmp_path.iterdir()} == {name, alive.name, elsewhere.name, other_path.name}
+    again = tmp_path / f".{name}.{host}-{_dead_pid()}.mno345.tmp"
+    again.write_bytes(b"half")
+    discard(target)
+    assert {p.name for p in tmp_path.iterdir()} == {alive.name, elsewhere.name, other_path.name}
+    assert sweep(target) == []

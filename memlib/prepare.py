@@ -244,9 +244,18 @@ def check_address(address: str) -> str:
     return address
 
 
+def longest_first(jobs: list[Job]) -> list[Job]:
+    """jobs by estimated cost, longest first (ties keep the plan's order)."""
+    return sorted(jobs, key=lambda j: -estimate_seconds(j.cfg))
+
+
 def train_jobs(pool, jobs: list[Job], threads: int, bar) -> list[tuple[Job, str]]:
-    """Train jobs through pool, storing each as it arrives; the (job, why) pairs that failed."""
-    futures = {pool.submit(j): j for j in jobs}
+    """Train jobs through pool, storing each as it arrives; the (job, why) pairs that failed.
+
+    The longest runs (estimate_seconds) are handed out first, so that no worker starts a long run while the others
+    sit idle at the end (longest-first scheduling); a run's result does not depend on when it was trained.
+    """
+    futures = {pool.submit(j): j for j in longest_first(jobs)}
     failed = []
     pending = set(futures)
     while pending:

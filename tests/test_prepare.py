@@ -19,6 +19,7 @@ from memlib import prepare as PP
 from memlib import provenance as PV
 from memlib.cache import run_path, to_arrays
 from memlib.cli import main
+from memlib.config import RunConfig
 from memlib.train import train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -189,3 +190,32 @@ def test_cpu_scope_lists_chapter_11_at_p_06_with_one_seed(capsys, fresh_cache):
     full_jobs, _ = PP.plan("full", ["11-masc"])
     assert {j.cfg.key() for j in jobs} < {j.cfg.key() for j in full_jobs}
     assert _runs(fresh_cache) == []
+
+
+def test_the_longest_runs_are_handed_out_first():
+    """train_jobs submits jobs by estimated cost, longest first, ties in the plan's order, and stores every one."""
+
+    class Recording:
+        how, workers = "prepare-local", 1
+
+        def __init__(self):
+            self.order = []
+
+        def submit(self, job):
+            self.order.append(job.chapters[0])
+            return job
+
+        def wait(self, futures):
+            return set(futures), set()
+
+        def result(self, fut):
+            raise RuntimeError("not trained in this test")
+
+    small = RunConfig(n_train=100, batch_size=50, eval_size=100, probe_size=50, epochs=2, width=16)
+    jobs = [PP.Job(small, ("a",)), PP.Job(small.replace(width=256), ("b",)), PP.Job(small.replace(seed=1), ("c",)),
+            PP.Job(small.replace(epochs=20), ("d",))]
+    pool = Recording()
+    failed = PP.train_jobs(pool, jobs, 1, lambda job, epochs: None)
+    costs = {j.chapters[0]: PP.estimate_seconds(j.cfg) for j in jobs}
+    assert costs["b"] > costs["d"] > costs["a"] == costs["c"]
+    assert pool.order == ["b", "d", "a", "c"] and len(failed) == 4

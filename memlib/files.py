@@ -12,9 +12,14 @@ from pathlib import Path
 from filelock import FileLock
 
 
+def _host() -> str:
+    """This machine's name as temporary files carry it (odd characters become '-')."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())
+
+
 def _writer() -> str:
-    """This process as a temporary file names it: host and pid (a host name's odd characters become '-')."""
-    return f"{re.sub(r'[^A-Za-z0-9_-]', '-', socket.gethostname())}-{os.getpid()}"
+    """This process as its temporary files name it: host and pid."""
+    return f"{_host()}-{os.getpid()}"
 
 
 def _alive(pid: int) -> bool:
@@ -34,9 +39,7 @@ def sweep(path: Path) -> list[Path]:
     A killed process cannot remove its own temporary file; its name (see atomic_path) says which host and pid wrote
     it, so the next writer of path removes it when that process no longer runs. Returns the files removed.
     """
-    path = Path(path)
-    host = _writer().rsplit("-", 1)[0]
-    gone = []
+    path, host, gone = Path(path), _host(), []
     for tmp in path.parent.glob(f".{glob.escape(path.name)}.{host}-*.tmp"):
         m = re.fullmatch(rf"\.{re.escape(path.name)}\.{re.escape(host)}-(\d+)\..+\.tmp", tmp.name)
         if m and not _alive(int(m.group(1))):

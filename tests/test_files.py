@@ -65,9 +65,9 @@ def test_the_next_writer_sweeps_what_a_killed_writer_left(name, tmp_path):
     and leaves alone the temporaries of live writers, of other hosts, and of other paths."""
     import os
 
-    from memlib.files import _writer, atomic_path, discard, sweep
+    from memlib.files import _host, _writer, atomic_path, discard, sweep
 
-    host = _writer().rsplit("-", 1)[0]
+    host = _host()
     target = tmp_path / name
     dead = tmp_path / f".{name}.{host}-{_dead_pid()}.abc123.tmp"
     alive = tmp_path / f".{name}.{host}-{os.getpid()}.def456.tmp"

@@ -38,12 +38,15 @@ class Check:
         """Seed-to-seed standard deviation (0 with one seed)."""
         return A.mean_sd(self.effects)[1] if self.effects else float("nan")
 
+    def _usable(self) -> bool:
+        """At least one seed, and every effect finite (otherwise no check holds)."""
+        e = np.asarray(self.effects, dtype=np.float64)
+        return len(e) > 0 and bool(np.isfinite(e).all())
+
     def _decided(self, sign: int) -> bool:
         """The effect has this sign in every seed and its mean exceeds the seed-to-seed spread (the rule's core)."""
         e = sign * np.asarray(self.effects, dtype=np.float64)
-        if len(e) == 0 or not np.isfinite(e).all():
-            return False
-        return bool((e > 0).all() and (len(e) == 1 or sign * self.mean > self.sd))
+        return self._usable() and bool((e > 0).all() and (len(e) == 1 or sign * self.mean > self.sd))
 
     @property
     def below(self) -> bool:
@@ -55,8 +58,7 @@ class Check:
         """The decision rule (module docstring)."""
         if self.kind == "greater":
             return self._decided(1)
-        e = np.asarray(self.effects, dtype=np.float64)
-        return len(e) > 0 and bool(np.isfinite(e).all()) and not self.below
+        return self._usable() and not self.below
 
     def fmt(self, digits: int = 3) -> str:
         """'mean ± sd [min, max], k/n seeds > 0' for the box."""

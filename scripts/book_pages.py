@@ -301,38 +301,38 @@ class ScaleChange:
         outcomes = [[v.get("outcome") for v in self.verdicts(m)] for m in SCALE_MODES]
         return "same" if outcomes[0] == outcomes[1] else "changed"
 
-    def change(self) -> str:
-        """The change column: same, changed (from -> to, stronger or weaker), or why it is not compared."""
-        if self.kind == "not compared":
-            return "not compared: " + "; ".join(filter(None, (self.missing(m) for m in SCALE_MODES)))
-        if self.kind == "same":
-            return "same"
+    def _moves(self) -> list[tuple[str, str, str]]:
+        """(old outcome, new outcome, 'stronger' / 'weaker' / '') for each verdict whose outcome differs."""
         order = list(lib().OUTCOMES)
-        parts = []
+        out = []
         for a, b in zip(self.verdicts("standard"), self.verdicts("full"), strict=False):
             old, new = a.get("outcome", "?"), b.get("outcome", "?")
-            if old == new:
-                continue
-            ranks = (order.index(old), order.index(new)) if old in order and new in order else None
-            trend = "" if ranks is None else (", stronger at full scale" if ranks[1] < ranks[0]
-                                              else ", weaker at full scale")
-            parts.append(f"{old} → {new}{trend}")
-        if len(self.verdicts("standard")) != len(self.verdicts("full")):
-            parts.append(f"{len(self.verdicts('standard'))} verdicts → {len(self.verdicts('full'))}")
-        return "changed: " + "; ".join(parts)
+            if old != new:
+                word = "" if old not in order or new not in order else (
+                    "stronger" if order.index(new) < order.index(old) else "weaker")
+                out.append((old, new, word))
+        return out
+
+    def _counts(self) -> list[str]:
+        """'n verdicts → m' when the modes show different numbers of verdicts."""
+        n, m = len(self.verdicts("standard")), len(self.verdicts("full"))
+        return [f"{n} verdicts → {m}"] if n != m else []
+
+    def _unchanged(self) -> str | None:
+        """The text for a chapter whose outcomes did not change or that is not compared (None when changed)."""
+        if self.kind == "not compared":
+            return "not compared: " + "; ".join(filter(None, (self.missing(m) for m in SCALE_MODES)))
+        return "same" if self.kind == "same" else None
+
+    def change(self) -> str:
+        """The change column: same, changed (from -> to, stronger or weaker), or why it is not compared."""
+        parts = [f"{old} → {new}" + (f", {word} at full scale" if word else "") for old, new, word in self._moves()]
+        return self._unchanged() or "changed: " + "; ".join(parts + self._counts())
 
     def trend(self) -> str:
         """The map's short change column: same, 'stronger: a → b' or 'weaker: a → b', or why it is not compared."""
-        text = self.change()
-        if not text.startswith("changed: "):
-            return text
-        parts = []
-        for part in text.removeprefix("changed: ").split("; "):
-            for word in ("stronger", "weaker"):
-                if part.endswith(f", {word} at full scale"):
-                    part = f"{word}: " + part.removesuffix(f", {word} at full scale")
-            parts.append(part)
-        return "; ".join(parts)
+        parts = [(f"{word}: " if word else "") + f"{old} → {new}" for old, new, word in self._moves()]
+        return self._unchanged() or "; ".join(parts + self._counts())
 
     def moved(self) -> list[tuple[str, dict | None, dict | None]]:
         """(label, standard check, full check) for every check whose decision differs between the modes (paired by

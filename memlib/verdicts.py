@@ -549,4 +549,4 @@ def masc_decoding(tables: dict[float, list[dict]], high: tuple[float, ...] = (0.
              "layer retains more than the pixels already give: MASC on the raw input is the baseline the claim of "
              "'retained' information needs.",
         could_fail="A network whose own output decodes as well as its best layer, or a best hidden layer no better "
-                   "than MASC on the raw pixels, at p = 0.6 or 0.8.")
+                   f"than MASC on the raw pixels, at p = {' or '.join(map(str, ps))}.")

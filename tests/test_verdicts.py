@@ -322,3 +322,11 @@ def test_ch11_best_layer_is_chosen_on_validation():
     v = V.masc_decoding(ch11(0.3, 0.8, [0.78, 0.95], hidden_val=[0.9, 0.8]))
     assert not v.checks[1].holds  # chosen on the test set, hidden2 (0.95) would have beaten the input (0.8)
     assert "hidden1" in dict(v.numbers)["p = 0.6: best hidden layer per seed (on validation)"]
+
+
+def test_ch11_says_only_the_corruption_levels_it_tested():
+    """The cpu scope trains p = 0.6 alone: its rule and its 'would have failed it' name 0.6, not 0.8."""
+    both = V.masc_decoding(ch11(0.3, 0.7, [0.85, 0.9]))
+    only = V.masc_decoding({0.6: ch11(0.3, 0.7, [0.85, 0.9])[0.6]})
+    assert both.could_fail.endswith("at p = 0.6 or 0.8.")
+    assert only.could_fail.endswith("at p = 0.6.") and "0.8" not in only.rule + only.could_fail

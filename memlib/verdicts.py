@@ -530,10 +530,9 @@ def masc_decoding(tables: dict[float, list[dict]], high: tuple[float, ...] = (0.
 
     gain = tuple(min(best(tables[p][s])[1] - tables[p][s]["model_test_acc"] for p in ps) for s in range(n))
     over = tuple(min(gain_over_input(tables[p][s]) for p in ps) for s in range(n))
-    checks = [Check(f"smallest over p in {', '.join(map(str, ps))} of best hidden layer's MASC minus the network",
-                    gain),
-              Check(f"smallest over p in {', '.join(map(str, ps))} of best hidden layer's MASC "
-                    "minus MASC on the raw input", over)]
+    levels = ", ".join(map(str, ps))  # the corruption levels this build tested
+    checks = [Check(f"smallest over p in {levels} of best hidden layer's MASC minus the network", gain),
+              Check(f"smallest over p in {levels} of best hidden layer's MASC minus MASC on the raw input", over)]
     extra = {}
     for p in ps:
         extra[f"p = {p}: network test accuracy"] = _mean([t["model_test_acc"] for t in tables[p]])
